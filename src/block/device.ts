@@ -1,0 +1,93 @@
+// The BlockDevice contract: everything above the block core speaks only this; every device,
+// mapping and remote namespace implements it. Offsets and lengths are bytes (JavaScript
+// numbers, exact to 8 PiB). Capabilities live in `limits`; every operation exists on every
+// device and fails with EOPNOTSUPP when the capability is absent, so wrappers (fault
+// injection, mappings) can pass operations through without asking first.
+
+import type { QueueLimits } from './limits.js';
+import type { Zone } from './zone.js';
+
+/** One byte range to copy: `len` bytes from `src` on the source device to `dst` on the destination. */
+export interface CopyRange {
+  readonly src: number;
+  readonly dst: number;
+  readonly len: number;
+}
+
+export interface IoOptions {
+  signal?: AbortSignal;
+}
+
+export interface WriteOptions extends IoOptions {
+  /** Force Unit Access: the write is durable when it completes. */
+  fua?: boolean;
+}
+
+export interface WriteZeroesOptions extends IoOptions {
+  /** Write real zeroes; do not deallocate (NBD NO_HOLE, NVMe Write Zeroes with DEAC=0). */
+  noUnmap?: boolean;
+}
+
+export interface DeviceCopyOptions extends IoOptions {
+  /**
+   * Whether a stacked device may emulate the parts it cannot offload. issueCopy passes false
+   * when the caller forced offload, so a mapping fails with EOPNOTSUPP before doing any I/O
+   * instead of quietly reading and writing.
+   */
+  allowEmulation: boolean;
+}
+
+/** How many bytes of a copy took each path. */
+export interface CopyPathBytes {
+  offloaded: number;
+  emulated: number;
+}
+
+/** What `tsblk dev info` shows beside the limits. */
+export type DeviceDetails = Record<string, string | number | boolean>;
+
+export interface BlockDevice {
+  readonly name: string;
+  /** Kind of device: 'ram', 'file', 'zoned', 'linear', 'fault', ... */
+  readonly kind: string;
+  /** Size in bytes, a multiple of the logical block size. */
+  readonly size: number;
+  readonly limits: QueueLimits;
+
+  /** Reads buffer.length bytes at offset into buffer. */
+  read(offset: number, buffer: Uint8Array, options?: IoOptions): Promise<void>;
+  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
+  /** Makes every completed write durable. */
+  flush(options?: IoOptions): Promise<void>;
+  /** Deallocates; reads return zeroes afterwards when limits.discard.zeroesData. */
+  discard(offset: number, length: number, options?: IoOptions): Promise<void>;
+  writeZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void>;
+
+  /**
+   * True when this device can copy from `source` by itself (the same device, or a sibling
+   * that shares its backing store, such as two namespaces of one controller).
+   */
+  canCopyFrom(source: BlockDevice): boolean;
+  /**
+   * The device's own copy offload, this device being the destination. The request must fit
+   * limits.copy (maxRanges, maxRangeBytes, maxBytes). Sources are read as if all of them were
+   * read before any destination is written. On failure it throws a CopyError whose
+   * `completed` gives, per range, the bytes known copied (a prefix).
+   */
+  copy(source: BlockDevice, ranges: readonly CopyRange[], options: DeviceCopyOptions): Promise<CopyPathBytes>;
+
+  /** Zones from the one containing `offset`, at most maxZones of them. EOPNOTSUPP unless zoned. */
+  reportZones(offset: number, maxZones?: number): Promise<Zone[]>;
+  openZone(zoneStart: number, options?: IoOptions): Promise<void>;
+  closeZone(zoneStart: number, options?: IoOptions): Promise<void>;
+  finishZone(zoneStart: number, options?: IoOptions): Promise<void>;
+  resetZone(zoneStart: number, options?: IoOptions): Promise<void>;
+  resetAllZones(options?: IoOptions): Promise<void>;
+  /** Appends data at the zone's write pointer and returns the byte offset it was written at. */
+  zoneAppend(zoneStart: number, data: Uint8Array, options?: WriteOptions): Promise<number>;
+
+  /** Kind-specific facts for `tsblk dev info` (backing path, which copy engine is active, ...). */
+  details(): DeviceDetails;
+  /** Flushes and releases the device. Further operations fail with EBADF. */
+  close(): Promise<void>;
+}
