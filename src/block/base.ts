@@ -80,11 +80,15 @@ export abstract class BlockDeviceBase implements BlockDevice {
   async discard(offset: number, length: number, options?: IoOptions): Promise<void> {
     this.checkOpen('discard');
     const d = this.limits.discard;
-    if (!d) throw new BlockError(ErrorCode.EOPNOTSUPP, `discard on ${this.name}: device does not support discard`);
+    if (!d)
+      throw new BlockError(ErrorCode.EOPNOTSUPP, `discard on ${this.name}: device does not support discard`);
     checkWritable(this, 'discard');
     checkRange(this, 'discard', offset, length);
     if (length > d.maxBytes)
-      throw new BlockError(ErrorCode.E2BIG, `discard on ${this.name}: ${length} bytes exceed max ${d.maxBytes}`);
+      throw new BlockError(
+        ErrorCode.E2BIG,
+        `discard on ${this.name}: ${length} bytes exceed max ${d.maxBytes}`,
+      );
     throwIfAborted(options?.signal, 'discard');
     if (length === 0) return;
     try {
@@ -98,11 +102,17 @@ export abstract class BlockDeviceBase implements BlockDevice {
     this.checkOpen('write-zeroes');
     const wz = this.limits.writeZeroes;
     if (!wz)
-      throw new BlockError(ErrorCode.EOPNOTSUPP, `write-zeroes on ${this.name}: device does not support write zeroes`);
+      throw new BlockError(
+        ErrorCode.EOPNOTSUPP,
+        `write-zeroes on ${this.name}: device does not support write zeroes`,
+      );
     checkWritable(this, 'write-zeroes');
     checkRange(this, 'write-zeroes', offset, length);
     if (length > wz.maxBytes)
-      throw new BlockError(ErrorCode.E2BIG, `write-zeroes on ${this.name}: ${length} bytes exceed max ${wz.maxBytes}`);
+      throw new BlockError(
+        ErrorCode.E2BIG,
+        `write-zeroes on ${this.name}: ${length} bytes exceed max ${wz.maxBytes}`,
+      );
     throwIfAborted(options?.signal, 'write-zeroes');
     if (length === 0) return;
     try {
@@ -116,7 +126,11 @@ export abstract class BlockDeviceBase implements BlockDevice {
     return this.limits.copy !== undefined && source === this;
   }
 
-  async copy(source: BlockDevice, ranges: readonly CopyRange[], options: DeviceCopyOptions): Promise<CopyPathBytes> {
+  async copy(
+    source: BlockDevice,
+    ranges: readonly CopyRange[],
+    options: DeviceCopyOptions,
+  ): Promise<CopyPathBytes> {
     this.checkOpen('copy');
     checkDeviceCopy(source, this, ranges);
     throwIfAborted(options.signal, 'copy');
@@ -125,7 +139,10 @@ export abstract class BlockDeviceBase implements BlockDevice {
     } catch (err) {
       if (CopyError.isCopyError(err)) throw err;
       // A backend that did not say how far it got has copied nothing we can vouch for.
-      throw new CopyError(toBlockError(err, `copy on ${this.name}`), ranges.map(() => 0));
+      throw new CopyError(
+        toBlockError(err, `copy on ${this.name}`),
+        ranges.map(() => 0),
+      );
     }
   }
 
@@ -133,7 +150,10 @@ export abstract class BlockDeviceBase implements BlockDevice {
     this.checkOpen('report-zones');
     this.checkZoned('report-zones');
     if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size)
-      throw new BlockError(ErrorCode.ERANGE, `report-zones on ${this.name}: offset ${offset} is outside the device`);
+      throw new BlockError(
+        ErrorCode.ERANGE,
+        `report-zones on ${this.name}: offset ${offset} is outside the device`,
+      );
     if (maxZones !== undefined && (!Number.isSafeInteger(maxZones) || maxZones < 0))
       throw new BlockError(ErrorCode.EINVAL, `report-zones on ${this.name}: maxZones ${maxZones} is invalid`);
     return this.doReportZones(offset, maxZones ?? Number.MAX_SAFE_INTEGER);
@@ -190,7 +210,11 @@ export abstract class BlockDeviceBase implements BlockDevice {
     }
   }
 
-  private async zoneOp(action: 'open' | 'close' | 'finish' | 'reset', zoneStart: number, options?: IoOptions) {
+  private async zoneOp(
+    action: 'open' | 'close' | 'finish' | 'reset',
+    zoneStart: number,
+    options?: IoOptions,
+  ) {
     const op = `${action}-zone`;
     this.checkOpen(op);
     this.checkZoned(op);
@@ -209,7 +233,10 @@ export abstract class BlockDeviceBase implements BlockDevice {
   private checkZoneStart(op: string, zoneStart: number): void {
     const z = this.limits.zoned!;
     if (!Number.isSafeInteger(zoneStart) || zoneStart < 0 || zoneStart >= this.size)
-      throw new BlockError(ErrorCode.ERANGE, `${op} on ${this.name}: offset ${zoneStart} is outside the device`);
+      throw new BlockError(
+        ErrorCode.ERANGE,
+        `${op} on ${this.name}: offset ${zoneStart} is outside the device`,
+      );
     if (zoneStart % z.zoneSize !== 0)
       throw new BlockError(
         ErrorCode.EINVAL,
@@ -227,25 +254,39 @@ export abstract class BlockDeviceBase implements BlockDevice {
     return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, `discard on ${this.name}: not implemented`));
   }
   protected doWriteZeroes(_offset: number, _length: number, _options?: WriteZeroesOptions): Promise<void> {
-    return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, `write-zeroes on ${this.name}: not implemented`));
+    return Promise.reject(
+      new BlockError(ErrorCode.EOPNOTSUPP, `write-zeroes on ${this.name}: not implemented`),
+    );
   }
-  protected doCopy(_source: BlockDevice, _ranges: readonly CopyRange[], _o: DeviceCopyOptions): Promise<CopyPathBytes> {
+  protected doCopy(
+    _source: BlockDevice,
+    _ranges: readonly CopyRange[],
+    _o: DeviceCopyOptions,
+  ): Promise<CopyPathBytes> {
     return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, `copy on ${this.name}: not implemented`));
   }
   protected doReportZones(_offset: number, _maxZones: number): Promise<Zone[]> {
-    return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, `report-zones on ${this.name}: not implemented`));
+    return Promise.reject(
+      new BlockError(ErrorCode.EOPNOTSUPP, `report-zones on ${this.name}: not implemented`),
+    );
   }
   protected doZoneManagement(
     action: 'open' | 'close' | 'finish' | 'reset',
     _zoneStart: number,
     _options?: IoOptions,
   ): Promise<void> {
-    return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, `${action}-zone on ${this.name}: not implemented`));
+    return Promise.reject(
+      new BlockError(ErrorCode.EOPNOTSUPP, `${action}-zone on ${this.name}: not implemented`),
+    );
   }
   protected doResetAllZones(_options?: IoOptions): Promise<void> {
-    return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, `reset-all-zones on ${this.name}: not implemented`));
+    return Promise.reject(
+      new BlockError(ErrorCode.EOPNOTSUPP, `reset-all-zones on ${this.name}: not implemented`),
+    );
   }
   protected doZoneAppend(_zoneStart: number, _data: Uint8Array, _options?: WriteOptions): Promise<number> {
-    return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, `zone-append on ${this.name}: not implemented`));
+    return Promise.reject(
+      new BlockError(ErrorCode.EOPNOTSUPP, `zone-append on ${this.name}: not implemented`),
+    );
   }
 }

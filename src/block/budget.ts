@@ -23,7 +23,8 @@ export class ByteBudget {
 
   /** Waits until `bytes` fit (first come, first served), then takes them. */
   acquire(bytes: number, signal?: AbortSignal): Promise<void> {
-    if (bytes > this.limit) throw new RangeError(`ByteBudget: ${bytes} bytes exceed the whole budget ${this.limit}`);
+    if (bytes > this.limit)
+      throw new RangeError(`ByteBudget: ${bytes} bytes exceed the whole budget ${this.limit}`);
     if (this.#waiters.length === 0 && this.#used + bytes <= this.limit) {
       this.#take(bytes);
       return Promise.resolve();

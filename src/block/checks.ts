@@ -9,7 +9,13 @@ function isByteCount(n: number): boolean {
 }
 
 /** Offset and length are whole, aligned to the logical block size, and inside the device. */
-export function checkRange(dev: BlockDevice, op: string, offset: number, length: number, align?: number): void {
+export function checkRange(
+  dev: BlockDevice,
+  op: string,
+  offset: number,
+  length: number,
+  align?: number,
+): void {
   const lbs = align ?? dev.limits.logicalBlockSize;
   if (!isByteCount(offset) || !isByteCount(length))
     throw new BlockError(
@@ -54,11 +60,17 @@ export function checkDeviceCopy(source: BlockDevice, dest: BlockDevice, ranges: 
   if (!c || c.maxBytes === 0)
     throw new BlockError(ErrorCode.EOPNOTSUPP, `${op} on ${dest.name}: copy offload is not available`);
   if (!dest.canCopyFrom(source))
-    throw new BlockError(ErrorCode.EOPNOTSUPP, `${op} on ${dest.name}: cannot offload a copy from ${source.name}`);
+    throw new BlockError(
+      ErrorCode.EOPNOTSUPP,
+      `${op} on ${dest.name}: cannot offload a copy from ${source.name}`,
+    );
   checkWritable(dest, op);
   if (ranges.length === 0) throw new BlockError(ErrorCode.EINVAL, `${op} on ${dest.name}: no ranges`);
   if (ranges.length > c.maxRanges)
-    throw new BlockError(ErrorCode.E2BIG, `${op} on ${dest.name}: ${ranges.length} ranges exceed maxRanges ${c.maxRanges}`);
+    throw new BlockError(
+      ErrorCode.E2BIG,
+      `${op} on ${dest.name}: ${ranges.length} ranges exceed maxRanges ${c.maxRanges}`,
+    );
   const align = Math.max(source.limits.logicalBlockSize, dest.limits.logicalBlockSize);
   let total = 0;
   for (const r of ranges) {
@@ -73,7 +85,10 @@ export function checkDeviceCopy(source: BlockDevice, dest: BlockDevice, ranges: 
     total += r.len;
   }
   if (total > c.maxBytes)
-    throw new BlockError(ErrorCode.E2BIG, `${op} on ${dest.name}: ${total} bytes exceed copy maxBytes ${c.maxBytes}`);
+    throw new BlockError(
+      ErrorCode.E2BIG,
+      `${op} on ${dest.name}: ${total} bytes exceed copy maxBytes ${c.maxBytes}`,
+    );
 }
 
 /** True when [a, a+alen) and [b, b+blen) share a byte. */

@@ -98,9 +98,11 @@ export function validateLimits(l: QueueLimits, size: number): void {
         fail(`copy.${k} ${c[k]} must be a non-negative multiple of ${lbs}`);
     }
     if (c.maxHwBytes === 0) fail('copy.maxHwBytes is 0: omit `copy` for a device that cannot copy');
-    if (c.maxBytes > c.maxHwBytes) fail(`copy.maxBytes ${c.maxBytes} exceeds copy.maxHwBytes ${c.maxHwBytes}`);
+    if (c.maxBytes > c.maxHwBytes)
+      fail(`copy.maxBytes ${c.maxBytes} exceeds copy.maxHwBytes ${c.maxHwBytes}`);
     if (c.maxRangeBytes === 0) fail('copy.maxRangeBytes must be positive');
-    if (!Number.isSafeInteger(c.maxRanges) || c.maxRanges < 1) fail(`copy.maxRanges ${c.maxRanges} must be ≥ 1`);
+    if (!Number.isSafeInteger(c.maxRanges) || c.maxRanges < 1)
+      fail(`copy.maxRanges ${c.maxRanges} must be ≥ 1`);
   }
   const d = l.discard;
   if (d && (d.granularity < lbs || d.granularity % lbs || d.maxBytes < d.granularity))
@@ -110,10 +112,12 @@ export function validateLimits(l: QueueLimits, size: number): void {
     fail(`writeZeroes.maxBytes ${wz.maxBytes} must be a positive multiple of ${lbs}`);
   const z = l.zoned;
   if (z) {
-    if (!isPowerOfTwo(z.zoneSize) || z.zoneSize < lbs) fail(`zoneSize ${z.zoneSize} must be a power of two ≥ ${lbs}`);
+    if (!isPowerOfTwo(z.zoneSize) || z.zoneSize < lbs)
+      fail(`zoneSize ${z.zoneSize} must be a power of two ≥ ${lbs}`);
     if (z.zoneCapacity < lbs || z.zoneCapacity > z.zoneSize || z.zoneCapacity % lbs)
       fail(`zoneCapacity ${z.zoneCapacity} must be a multiple of ${lbs} in (0, zoneSize]`);
-    if (z.nrZones !== Math.ceil(size / z.zoneSize)) fail(`nrZones ${z.nrZones} disagrees with size / zoneSize`);
+    if (z.nrZones !== Math.ceil(size / z.zoneSize))
+      fail(`nrZones ${z.nrZones} disagrees with size / zoneSize`);
     if (z.maxActiveZones && z.maxOpenZones > z.maxActiveZones)
       fail(`maxOpenZones ${z.maxOpenZones} exceeds maxActiveZones ${z.maxActiveZones}`);
     if (z.maxZoneAppendBytes % lbs) fail(`maxZoneAppendBytes must be a multiple of ${lbs}`);
@@ -126,14 +130,18 @@ export function validateLimits(l: QueueLimits, size: number): void {
  */
 export function setCopyMaxBytes(limits: QueueLimits, bytes: number): void {
   const c = limits.copy;
-  if (!c) throw new BlockError(ErrorCode.EOPNOTSUPP, 'device has no copy offload; copy.maxBytes cannot be set');
+  if (!c)
+    throw new BlockError(ErrorCode.EOPNOTSUPP, 'device has no copy offload; copy.maxBytes cannot be set');
   if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes % limits.logicalBlockSize)
     throw new BlockError(
       ErrorCode.EINVAL,
       `copy.maxBytes ${bytes} must be a non-negative multiple of ${limits.logicalBlockSize}`,
     );
   if (bytes > c.maxHwBytes)
-    throw new BlockError(ErrorCode.EINVAL, `copy.maxBytes ${bytes} exceeds the hardware limit ${c.maxHwBytes}`);
+    throw new BlockError(
+      ErrorCode.EINVAL,
+      `copy.maxBytes ${bytes} exceeds the hardware limit ${c.maxHwBytes}`,
+    );
   c.maxBytes = bytes;
 }
 
