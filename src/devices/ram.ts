@@ -1,0 +1,107 @@
+// RamDevice: a memory-backed block device, the userspace brd.
+//
+// - Sparse: data lives in 1 MiB chunks (SparseStore) allocated on first write; unwritten
+//   blocks read as zeroes, so a 1 TiB device costs memory only for what is written.
+// - discard and writeZeroes free whole chunks and zero partial ones (discarded blocks read
+//   as zeroes: limits.discard.zeroesData). writeZeroes with noUnmap keeps chunks allocated.
+//   Both accept the whole device in one request.
+// - Copy offload within the device (canCopyFrom(source) only for source === this): sources
+//   behave as if all were read before any destination is written, even when ranges of one
+//   request overlap; sources that overlap no destination are copied chunk to chunk without
+//   a bounce buffer, and a hole copied stays a hole. Every byte is reported as offloaded.
+// - Defaults: 512-byte logical blocks, 4096-byte physical blocks (a page, as brd),
+//   maxTransferBytes 32 MiB, copy limits DEFAULT_COPY_LIMITS.
+
+import type { BlockDevice, CopyPathBytes, CopyRange, DeviceDetails, WriteZeroesOptions } from '../block/device.js';
+import { BlockDeviceBase } from '../block/base.js';
+import { DEFAULT_COPY_LIMITS, type CopyLimits, type QueueLimits } from '../block/limits.js';
+import { SparseStore, SPARSE_CHUNK_BYTES } from './sparse-store.js';
+
+export interface RamDeviceOptions {
+  /** Default: ram0, ram1, ... */
+  name?: string;
+  /** Bytes, a multiple of logicalBlockSize. */
+  size: number;
+  /** 512 (default) or 4096. */
+  logicalBlockSize?: 512 | 4096;
+  /** Default 4096. */
+  physicalBlockSize?: number;
+  /** Largest read or write; default 32 MiB. */
+  maxTransferBytes?: number;
+  readOnly?: boolean;
+  /** false: no copy offload. Otherwise overrides of DEFAULT_COPY_LIMITS. */
+  copy?: false | Partial<CopyLimits>;
+}
+
+export const RAM_DEFAULT_MAX_TRANSFER_BYTES = 32 * 1024 * 1024;
+
+let nextIndex = 0;
+
+/** Limits shared by the memory-backed devices (ram, null). */
+export function memoryDeviceLimits(options: Omit<RamDeviceOptions, 'name'>): QueueLimits {
+  const lbs = options.logicalBlockSize ?? 512;
+  const wholeDevice = Math.max(lbs, options.size);
+  return {
+    logicalBlockSize: lbs,
+    physicalBlockSize: options.physicalBlockSize ?? Math.max(lbs, 4096),
+    maxTransferBytes: options.maxTransferBytes ?? RAM_DEFAULT_MAX_TRANSFER_BYTES,
+    readOnly: options.readOnly ?? false,
+    ...(options.copy === false ? {} : { copy: { ...DEFAULT_COPY_LIMITS, ...options.copy } }),
+    discard: { granularity: lbs, maxBytes: wholeDevice, zeroesData: true },
+    writeZeroes: { maxBytes: wholeDevice, unmaps: true },
+  };
+}
+
+export class RamDevice extends BlockDeviceBase {
+  readonly kind = 'ram';
+  readonly #store: SparseStore;
+
+  constructor(options: RamDeviceOptions) {
+    super(options.name ?? `ram${nextIndex++}`, options.size, memoryDeviceLimits(options));
+    this.#store = new SparseStore(options.size, SPARSE_CHUNK_BYTES);
+  }
+
+  /** Bytes of memory holding data (whole chunks). */
+  allocatedBytes(): number {
+    return this.#store.allocatedBytes;
+  }
+
+  override details(): DeviceDetails {
+    return {
+      allocatedBytes: this.#store.allocatedBytes,
+      chunkBytes: this.#store.chunkBytes,
+    };
+  }
+
+  protected async doRead(offset: number, buffer: Uint8Array): Promise<void> {
+    this.#store.read(offset, buffer);
+  }
+
+  protected async doWrite(offset: number, data: Uint8Array): Promise<void> {
+    // Memory is as durable as this device gets, so FUA needs nothing more.
+    this.#store.write(offset, data);
+  }
+
+  protected async doFlush(): Promise<void> {}
+
+  protected async doClose(): Promise<void> {
+    this.#store.clear();
+  }
+
+  protected override async doDiscard(offset: number, length: number): Promise<void> {
+    this.#store.zero(offset, length);
+  }
+
+  protected override async doWriteZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void> {
+    this.#store.zero(offset, length, options?.noUnmap === true);
+  }
+
+  protected override async doCopy(_source: BlockDevice, ranges: readonly CopyRange[]): Promise<CopyPathBytes> {
+    // canCopyFrom admits only this device, so the source is this store. The copy is one
+    // synchronous pass: it cannot fail part way.
+    this.#store.copy(ranges);
+    let total = 0;
+    for (const r of ranges) total += r.len;
+    return { offloaded: total, emulated: 0 };
+  }
+}

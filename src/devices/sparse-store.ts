@@ -1,0 +1,178 @@
+// A sparse byte store: fixed-size chunks in a Map keyed by chunk index, allocated on first
+// write. Unwritten bytes (holes) read as zeroes and cost no memory, so a 1 TiB RAM disk
+// costs only what is written. The RAM device (and anything else that wants memory-backed
+// blocks) keeps its data here; offsets are already checked by the caller.
+
+import type { CopyRange } from '../block/device.js';
+import { overlaps } from '../block/checks.js';
+
+/** Default chunk size: large enough that a 1 MiB copy is one Buffer.copy, small enough to stay sparse. */
+export const SPARSE_CHUNK_BYTES = 1024 * 1024;
+
+/** A source piece for a copy: bytes of `buf` from `at`, or a hole (`buf` undefined). */
+interface Piece {
+  buf: Buffer | undefined;
+  at: number;
+  len: number;
+}
+
+/** Where the bytes of one copy range come from: the live store, or a snapshot taken first. */
+type PieceSource = (pos: number, maxLen: number) => Piece;
+
+export class SparseStore {
+  readonly size: number;
+  readonly chunkBytes: number;
+  readonly #chunks = new Map<number, Buffer>();
+  #allocated = 0;
+  #zero: Buffer | undefined;
+
+  constructor(size: number, chunkBytes = SPARSE_CHUNK_BYTES) {
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`SparseStore: bad size ${size}`);
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) throw new RangeError(`SparseStore: bad chunk ${chunkBytes}`);
+    this.size = size;
+    this.chunkBytes = chunkBytes;
+  }
+
+  /** Bytes of memory held by allocated chunks. */
+  get allocatedBytes(): number {
+    return this.#allocated;
+  }
+
+  /** Number of allocated chunks. */
+  get allocatedChunks(): number {
+    return this.#chunks.size;
+  }
+
+  /** Copies size bytes at offset into out; holes read as zeroes. */
+  read(offset: number, out: Uint8Array): void {
+    this.#walk(offset, out.length, (idx, at, len, pos) => {
+      const chunk = this.#chunks.get(idx);
+      if (chunk) out.set(chunk.subarray(at, at + len), pos);
+      else out.fill(0, pos, pos + len);
+    });
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    this.#walk(offset, data.length, (idx, at, len, pos) => {
+      this.#chunkFor(idx, at, len).set(data.subarray(pos, pos + len), at);
+    });
+  }
+
+  /**
+   * Zeroes length bytes at offset. Whole chunks are freed unless `keepAllocated` (write
+   * zeroes with "no unmap"); partly zeroed chunks that become all zero are freed too.
+   */
+  zero(offset: number, length: number, keepAllocated = false): void {
+    this.#walk(offset, length, (idx, at, len) => this.#zeroIn(idx, at, len, keepAllocated));
+  }
+
+  /**
+   * Copies the ranges as if every source were read before any destination is written. Only
+   * sources that overlap some destination are snapshotted first (bounded by the request
+   * size); the rest go chunk to chunk with Buffer.copy. Holes stay holes: copying one frees
+   * or zeroes the destination and never allocates.
+   */
+  copy(ranges: readonly CopyRange[]): void {
+    const sources: PieceSource[] = ranges.map((r) =>
+      ranges.some((d) => overlaps(r.src, r.len, d.dst, d.len)) ? this.#snapshot(r.src, r.len) : this.#live(r.src),
+    );
+    ranges.forEach((r, i) => this.#copyRange(sources[i]!, r.dst, r.len));
+  }
+
+  /** Drops every chunk. */
+  clear(): void {
+    this.#chunks.clear();
+    this.#allocated = 0;
+  }
+
+  /** Calls fn for each chunk-bounded piece of [offset, offset+length): chunk index, offset in chunk, length, position. */
+  #walk(offset: number, length: number, fn: (idx: number, at: number, len: number, pos: number) => void): void {
+    const cb = this.chunkBytes;
+    let pos = 0;
+    while (pos < length) {
+      const abs = offset + pos;
+      const idx = Math.floor(abs / cb);
+      const at = abs - idx * cb;
+      const len = Math.min(cb - at, length - pos);
+      fn(idx, at, len, pos);
+      pos += len;
+    }
+  }
+
+  /** Bytes in chunk idx (the last chunk may be short). */
+  #chunkLen(idx: number): number {
+    return Math.min(this.chunkBytes, this.size - idx * this.chunkBytes);
+  }
+
+  /** The chunk to write [at, at+len) of; a new chunk is zeroed unless the write covers it all. */
+  #chunkFor(idx: number, at: number, len: number): Buffer {
+    let chunk = this.#chunks.get(idx);
+    if (!chunk) {
+      const clen = this.#chunkLen(idx);
+      chunk = at === 0 && len === clen ? Buffer.allocUnsafe(clen) : Buffer.alloc(clen);
+      this.#chunks.set(idx, chunk);
+      this.#allocated += clen;
+    }
+    return chunk;
+  }
+
+  #zeroIn(idx: number, at: number, len: number, keepAllocated: boolean): void {
+    const chunk = this.#chunks.get(idx);
+    if (!chunk) return;
+    if (!keepAllocated && (len === chunk.length || (chunk.fill(0, at, at + len), this.#isZero(chunk)))) {
+      this.#chunks.delete(idx);
+      this.#allocated -= chunk.length;
+      return;
+    }
+    chunk.fill(0, at, at + len);
+  }
+
+  #isZero(chunk: Buffer): boolean {
+    if (!this.#zero || this.#zero.length < chunk.length) this.#zero = Buffer.alloc(this.chunkBytes);
+    return chunk.equals(this.#zero.subarray(0, chunk.length));
+  }
+
+  /** Reads straight from the store: the piece at src+pos, up to the end of its chunk. */
+  #live(src: number): PieceSource {
+    return (pos, maxLen) => {
+      const abs = src + pos;
+      const idx = Math.floor(abs / this.chunkBytes);
+      const at = abs - idx * this.chunkBytes;
+      return { buf: this.#chunks.get(idx), at, len: Math.min(maxLen, this.chunkBytes - at) };
+    };
+  }
+
+  /** Copies [src, src+len) out now (holes stay holes) and serves pieces from the copy. */
+  #snapshot(src: number, length: number): PieceSource {
+    const parts: Array<{ pos: number; buf: Buffer | undefined }> = [];
+    this.#walk(src, length, (idx, at, len, pos) => {
+      const chunk = this.#chunks.get(idx);
+      parts.push({ pos, buf: chunk ? Buffer.from(chunk.subarray(at, at + len)) : undefined });
+    });
+    let i = 0;
+    return (pos, maxLen) => {
+      // Pieces are asked for in ascending order, so a cursor finds the part.
+      while (pos >= parts[i]!.pos + this.#partLen(parts, i, length)) i++;
+      const part = parts[i]!;
+      const at = pos - part.pos;
+      return { buf: part.buf, at, len: Math.min(maxLen, this.#partLen(parts, i, length) - at) };
+    };
+  }
+
+  #partLen(parts: ReadonlyArray<{ pos: number }>, i: number, total: number): number {
+    return (parts[i + 1]?.pos ?? total) - parts[i]!.pos;
+  }
+
+  #copyRange(source: PieceSource, dst: number, length: number): void {
+    this.#walk(dst, length, (idx, at, len, pos) => {
+      // One destination chunk piece may take several source pieces when the ends are not aligned alike.
+      let done = 0;
+      while (done < len) {
+        const piece = source(pos + done, len - done);
+        if (piece.buf) piece.buf.copy(this.#chunkFor(idx, at + done, piece.len), at + done, piece.at, piece.at + piece.len);
+        else this.#zeroIn(idx, at + done, piece.len, false);
+        done += piece.len;
+      }
+    });
+  }
+}

@@ -1,0 +1,88 @@
+// Loads the optional native addon (native/tsblk.c) once, on first use. Every caller has a
+// pure-TypeScript fallback or a clear error when it is absent, so loading never throws:
+// loadNative() returns undefined and nativeStatus() says why. TSBLK_NO_NATIVE=1 forces the
+// fallback (tests use it to cover both paths).
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The addon's exports. The promise-returning calls run on libuv's thread pool; their errors
+ * look like Node's fs errors (`code` 'EXDEV', `errno` negative, `syscall`). The caller keeps
+ * the file descriptors open until the promise settles.
+ */
+export interface NativeAddon {
+  /**
+   * copy_file_range(2) in a loop until `len` bytes are copied or the source ends; resolves
+   * with the bytes copied (fewer than len only at the source's end of file). A failure part
+   * way carries `bytesCopied`, the prefix that was copied.
+   */
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): Promise<number>;
+  /** fallocate(2) with FALLOC_FL_* flags. */
+  fallocate(fd: number, mode: number, offset: number, len: number): Promise<void>;
+  /** ioctl(BLKGETSIZE64): a block device's size in bytes. */
+  blockDeviceSize(fd: number): number;
+  /** ioctl(BLKSSZGET): a block device's logical block size. */
+  blockDeviceLogicalBlockSize(fd: number): number;
+  readonly FALLOC_FL_KEEP_SIZE: number;
+  readonly FALLOC_FL_PUNCH_HOLE: number;
+  readonly FALLOC_FL_ZERO_RANGE: number;
+}
+
+/** The error shape the addon rejects with. */
+export interface NativeError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  bytesCopied?: number;
+}
+
+const ADDON_FILE = join('native', 'build', 'Release', 'tsblk_native.node');
+
+let loaded: { addon: NativeAddon | undefined; reason: string } | undefined;
+
+/** The built addon, looked for in the package root above this module (src/ or dist/src/). */
+function findAddon(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, ADDON_FILE);
+    if (existsSync(candidate)) return candidate;
+    dir = resolve(dir, '..');
+  }
+  return undefined;
+}
+
+function load(): { addon: NativeAddon | undefined; reason: string } {
+  if (process.env.TSBLK_NO_NATIVE === '1') return { addon: undefined, reason: 'disabled by TSBLK_NO_NATIVE=1' };
+  if (process.platform !== 'linux') return { addon: undefined, reason: `not supported on ${process.platform}` };
+  const path = findAddon();
+  if (!path) return { addon: undefined, reason: `${ADDON_FILE} not found; build it with \`node native/build.mjs\`` };
+  try {
+    const mod = createRequire(import.meta.url)(path) as Partial<NativeAddon>;
+    for (const fn of ['copyFileRange', 'fallocate', 'blockDeviceSize', 'blockDeviceLogicalBlockSize'] as const) {
+      if (typeof mod[fn] !== 'function') return { addon: undefined, reason: `${path} lacks ${fn}(); rebuild it` };
+    }
+    return { addon: mod as NativeAddon, reason: `loaded from ${path}` };
+  } catch (err) {
+    return { addon: undefined, reason: `${path} failed to load: ${err instanceof Error ? err.message : String(err)}` };
+  }
+}
+
+/** The addon, or undefined when it is not built, fails to load, or TSBLK_NO_NATIVE=1. */
+export function loadNative(): NativeAddon | undefined {
+  loaded ??= load();
+  return loaded.addon;
+}
+
+/** Whether the addon is in use, and why (or why not), for `tsblk dev info` and warnings. */
+export function nativeStatus(): { available: boolean; reason: string } {
+  loaded ??= load();
+  return { available: loaded.addon !== undefined, reason: loaded.reason };
+}
+
+/** True for an error the addon rejected with (it has a string errno `code`). */
+export function isNativeError(err: unknown): err is NativeError {
+  return err instanceof Error && typeof (err as Partial<NativeError>).code === 'string';
+}
