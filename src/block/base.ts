@@ -185,7 +185,13 @@ export abstract class BlockDeviceBase implements BlockDevice {
     const z = this.checkZoned('zone-append');
     checkWritable(this, 'zone-append');
     this.checkZoneStart('zone-append', zoneStart);
-    checkRange(this, 'zone-append', zoneStart, data.length);
+    // The append lands at the write pointer, not at zoneStart, so only alignment is checked
+    // here; the zoned device checks the zone's capacity and boundary.
+    if (data.length % this.limits.logicalBlockSize !== 0)
+      throw new BlockError(
+        ErrorCode.EINVAL,
+        `zone-append on ${this.name}: length ${data.length} is not a multiple of the ${this.limits.logicalBlockSize}-byte block size`,
+      );
     if (data.length === 0) throw new BlockError(ErrorCode.EINVAL, `zone-append on ${this.name}: no data`);
     if (data.length > z.maxZoneAppendBytes)
       throw new BlockError(

@@ -288,6 +288,7 @@ describe('issueCopy memmove semantics (every source read before any destination 
     }
   }
 
+  // The swap pairs piece k of one range with piece k of the other: cycles of 2 × 64 KiB.
   test('a cycle larger than the memory budget is refused before any I/O', async () => {
     const { dev, data } = await filled(MiB, { copy: false });
     const swap = [
@@ -295,7 +296,7 @@ describe('issueCopy memmove semantics (every source read before any destination 
       { src: 256 * KiB, dst: 0, len: 256 * KiB },
     ];
     await expectError(
-      issueCopy(dev, dev, swap, { memoryBudget: 128 * KiB, chunkBytes: 64 * KiB }),
+      issueCopy(dev, dev, swap, { memoryBudget: 96 * KiB, chunkBytes: 64 * KiB }),
       'ENOMEM',
       /memory budget/,
     );
@@ -465,5 +466,61 @@ class FailingRam extends RamDevice {
     if (this.armed && this.failAt >= offset && this.failAt < offset + data.length)
       return Promise.reject(new BlockError(ErrorCode.EIO, `injected media error at ${this.failAt}`));
     return super.doWrite(offset, data);
+  }
+}
+
+describe('issueCopy into a zoned destination', () => {
+  test('writes into a sequential zone go in ascending order even when reads finish out of order', async () => {
+    const { ZonedDevice } = await import('../devices/zoned.js');
+    const src = new SlowLowReadsRam({ size: 4 * MiB });
+    const data = randomBytes(4 * MiB);
+    await writeFully(src, 0, data);
+    const backing = new RamDevice({ size: 8 * MiB, copy: false });
+    const zoned = new ZonedDevice(backing, { zoneSize: MiB, conventionalZones: 1 });
+    // Zone 1 starts at 1 MiB, empty. Ranges listed highest first; each spans several pieces.
+    const ranges = [
+      { src: 2 * MiB, dst: MiB + 192 * KiB, len: 64 * KiB },
+      { src: 0, dst: MiB, len: 192 * KiB },
+    ];
+    const r = await issueCopy(src, zoned, ranges, { chunkBytes: 32 * KiB, concurrency: 8 });
+    assert.equal(r.emulated, 256 * KiB);
+    assert.ok(src.outOfOrder, 'the test should make reads complete out of order');
+    const [zone] = await zoned.reportZones(MiB, 1);
+    assert.equal(zone!.writePointer, MiB + 256 * KiB);
+    const got = Buffer.alloc(256 * KiB);
+    await zoned.read(MiB, got);
+    assert.deepEqual(
+      got,
+      Buffer.concat([data.subarray(0, 192 * KiB), data.subarray(2 * MiB, 2 * MiB + 64 * KiB)]),
+    );
+  });
+
+  test('a piece that would land past a failed write is not written; the prefix is reported', async () => {
+    const { ZonedDevice } = await import('../devices/zoned.js');
+    const src = new RamDevice({ size: 4 * MiB });
+    const zoned = new ZonedDevice(new RamDevice({ size: 4 * MiB, copy: false }), { zoneSize: MiB });
+    await zoned.write(0, Buffer.alloc(64 * KiB, 1)); // write pointer of zone 0 at 64 KiB
+    // Starts 32 KiB past the write pointer: the first write fails, so nothing after it may land.
+    const err = await expectError(
+      issueCopy(src, zoned, [{ src: 0, dst: 96 * KiB, len: 128 * KiB }], { chunkBytes: 32 * KiB }),
+      'EIO',
+    );
+    assert.ok(CopyError.isCopyError(err));
+    assert.deepEqual(err.completed, [0]);
+    assert.equal(err.zone, 'ZONE_INVALID_WRITE');
+    const [zone] = await zoned.reportZones(0, 1);
+    assert.equal(zone!.writePointer, 64 * KiB);
+  });
+});
+
+/** Reads below 1 MiB take longer, so later pieces' reads complete first. */
+class SlowLowReadsRam extends RamDevice {
+  private finished: number[] = [];
+  outOfOrder = false;
+  protected override async doRead(offset: number, buffer: Uint8Array): Promise<void> {
+    await new Promise((r) => setTimeout(r, offset < MiB ? 20 - Math.floor(offset / (64 * KiB)) : 1));
+    await super.doRead(offset, buffer);
+    if (this.finished.length && offset < this.finished[this.finished.length - 1]!) this.outOfOrder = true;
+    this.finished.push(offset);
   }
 }
