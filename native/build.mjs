@@ -41,7 +41,8 @@ if (!nodeGyp) warn("npm's bundled node-gyp was not found");
 
 const args = [nodeGyp, 'rebuild', '--directory', nativeDir, '--loglevel=warn'];
 // No network here to download headers: use the distribution's when npm was not told a nodedir.
-if (!process.env.npm_config_nodedir && existsSync('/usr/include/node/node_api.h')) args.push('--nodedir=/usr');
+if (!process.env.npm_config_nodedir && existsSync('/usr/include/node/node_api.h'))
+  args.push('--nodedir=/usr');
 
 const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
 if (r.error) warn(`could not run node-gyp: ${r.error.message}`);

@@ -4,7 +4,16 @@
 // offloaded. It measures the stack above a device, and lets memory-budget tests run at any
 // size. Options and defaults are the RAM device's (see ram.ts).
 
-import type { CopyPathBytes, CopyRange, DeviceDetails } from '../block/device.js';
+import type {
+  BlockDevice,
+  CopyPathBytes,
+  CopyRange,
+  DeviceCopyOptions,
+  DeviceDetails,
+  IoOptions,
+  WriteOptions,
+  WriteZeroesOptions,
+} from '../block/device.js';
 import { BlockDeviceBase } from '../block/base.js';
 import { memoryDeviceLimits, type RamDeviceOptions } from './ram.js';
 
@@ -24,17 +33,25 @@ export class NullDevice extends BlockDeviceBase {
     return { memoryBacked: false };
   }
 
-  protected async doRead(_offset: number, buffer: Uint8Array): Promise<void> {
+  protected async doRead(_offset: number, buffer: Uint8Array, _options?: IoOptions): Promise<void> {
     buffer.fill(0);
   }
 
-  protected async doWrite(): Promise<void> {}
-  protected async doFlush(): Promise<void> {}
+  protected async doWrite(_offset: number, _data: Uint8Array, _options?: WriteOptions): Promise<void> {}
+  protected async doFlush(_options?: IoOptions): Promise<void> {}
   protected async doClose(): Promise<void> {}
-  protected override async doDiscard(): Promise<void> {}
-  protected override async doWriteZeroes(): Promise<void> {}
+  protected override async doDiscard(_offset: number, _length: number, _options?: IoOptions): Promise<void> {}
+  protected override async doWriteZeroes(
+    _offset: number,
+    _len: number,
+    _o?: WriteZeroesOptions,
+  ): Promise<void> {}
 
-  protected override async doCopy(_source: unknown, ranges: readonly CopyRange[]): Promise<CopyPathBytes> {
+  protected override async doCopy(
+    _source: BlockDevice,
+    ranges: readonly CopyRange[],
+    _options: DeviceCopyOptions,
+  ): Promise<CopyPathBytes> {
     let total = 0;
     for (const r of ranges) total += r.len;
     return { offloaded: total, emulated: 0 };

@@ -9,11 +9,23 @@
 //   behave as if all were read before any destination is written, even when ranges of one
 //   request overlap; sources that overlap no destination are copied chunk to chunk without
 //   a bounce buffer, and a hole copied stays a hole. Every byte is reported as offloaded.
+//   (A subclass that widens canCopyFrom gets a correct copy from the other device too: all
+//   sources are read through its read() first, then written.)
 // - Defaults: 512-byte logical blocks, 4096-byte physical blocks (a page, as brd),
 //   maxTransferBytes 32 MiB, copy limits DEFAULT_COPY_LIMITS.
 
-import type { BlockDevice, CopyPathBytes, CopyRange, DeviceDetails, WriteZeroesOptions } from '../block/device.js';
+import type {
+  BlockDevice,
+  CopyPathBytes,
+  CopyRange,
+  DeviceCopyOptions,
+  DeviceDetails,
+  IoOptions,
+  WriteOptions,
+  WriteZeroesOptions,
+} from '../block/device.js';
 import { BlockDeviceBase } from '../block/base.js';
+import { readFully } from '../block/io.js';
 import { DEFAULT_COPY_LIMITS, type CopyLimits, type QueueLimits } from '../block/limits.js';
 import { SparseStore, SPARSE_CHUNK_BYTES } from './sparse-store.js';
 
@@ -73,35 +85,53 @@ export class RamDevice extends BlockDeviceBase {
     };
   }
 
-  protected async doRead(offset: number, buffer: Uint8Array): Promise<void> {
+  protected async doRead(offset: number, buffer: Uint8Array, _options?: IoOptions): Promise<void> {
     this.#store.read(offset, buffer);
   }
 
-  protected async doWrite(offset: number, data: Uint8Array): Promise<void> {
+  protected async doWrite(offset: number, data: Uint8Array, _options?: WriteOptions): Promise<void> {
     // Memory is as durable as this device gets, so FUA needs nothing more.
     this.#store.write(offset, data);
   }
 
-  protected async doFlush(): Promise<void> {}
+  protected async doFlush(_options?: IoOptions): Promise<void> {}
 
   protected async doClose(): Promise<void> {
     this.#store.clear();
   }
 
-  protected override async doDiscard(offset: number, length: number): Promise<void> {
+  protected override async doDiscard(offset: number, length: number, _options?: IoOptions): Promise<void> {
     this.#store.zero(offset, length);
   }
 
-  protected override async doWriteZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void> {
+  protected override async doWriteZeroes(
+    offset: number,
+    length: number,
+    options?: WriteZeroesOptions,
+  ): Promise<void> {
     this.#store.zero(offset, length, options?.noUnmap === true);
   }
 
-  protected override async doCopy(_source: BlockDevice, ranges: readonly CopyRange[]): Promise<CopyPathBytes> {
-    // canCopyFrom admits only this device, so the source is this store. The copy is one
-    // synchronous pass: it cannot fail part way.
-    this.#store.copy(ranges);
+  protected override async doCopy(
+    source: BlockDevice,
+    ranges: readonly CopyRange[],
+    _options: DeviceCopyOptions,
+  ): Promise<CopyPathBytes> {
     let total = 0;
     for (const r of ranges) total += r.len;
+    if (source === this) {
+      // One synchronous pass over the store: it cannot fail part way.
+      this.#store.copy(ranges);
+      return { offloaded: total, emulated: 0 };
+    }
+    // Only a subclass that widens canCopyFrom gets here: read every source first, then write.
+    const data: Buffer[] = [];
+    for (const r of ranges) {
+      const buf = Buffer.allocUnsafe(r.len);
+      await readFully(source, r.src, buf);
+      data.push(buf);
+    }
+    ranges.forEach((r, i) => this.#store.write(r.dst, data[i]!));
     return { offloaded: total, emulated: 0 };
   }
 }

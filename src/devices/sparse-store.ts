@@ -28,7 +28,8 @@ export class SparseStore {
 
   constructor(size: number, chunkBytes = SPARSE_CHUNK_BYTES) {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`SparseStore: bad size ${size}`);
-    if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) throw new RangeError(`SparseStore: bad chunk ${chunkBytes}`);
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0)
+      throw new RangeError(`SparseStore: bad chunk ${chunkBytes}`);
     this.size = size;
     this.chunkBytes = chunkBytes;
   }
@@ -74,7 +75,9 @@ export class SparseStore {
    */
   copy(ranges: readonly CopyRange[]): void {
     const sources: PieceSource[] = ranges.map((r) =>
-      ranges.some((d) => overlaps(r.src, r.len, d.dst, d.len)) ? this.#snapshot(r.src, r.len) : this.#live(r.src),
+      ranges.some((d) => overlaps(r.src, r.len, d.dst, d.len))
+        ? this.#snapshot(r.src, r.len)
+        : this.#live(r.src),
     );
     ranges.forEach((r, i) => this.#copyRange(sources[i]!, r.dst, r.len));
   }
@@ -86,7 +89,11 @@ export class SparseStore {
   }
 
   /** Calls fn for each chunk-bounded piece of [offset, offset+length): chunk index, offset in chunk, length, position. */
-  #walk(offset: number, length: number, fn: (idx: number, at: number, len: number, pos: number) => void): void {
+  #walk(
+    offset: number,
+    length: number,
+    fn: (idx: number, at: number, len: number, pos: number) => void,
+  ): void {
     const cb = this.chunkBytes;
     let pos = 0;
     while (pos < length) {
@@ -169,7 +176,13 @@ export class SparseStore {
       let done = 0;
       while (done < len) {
         const piece = source(pos + done, len - done);
-        if (piece.buf) piece.buf.copy(this.#chunkFor(idx, at + done, piece.len), at + done, piece.at, piece.at + piece.len);
+        if (piece.buf)
+          piece.buf.copy(
+            this.#chunkFor(idx, at + done, piece.len),
+            at + done,
+            piece.at,
+            piece.at + piece.len,
+          );
         else this.#zeroIn(idx, at + done, piece.len, false);
         done += piece.len;
       }

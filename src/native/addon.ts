@@ -55,18 +55,30 @@ function findAddon(): string | undefined {
 }
 
 function load(): { addon: NativeAddon | undefined; reason: string } {
-  if (process.env.TSBLK_NO_NATIVE === '1') return { addon: undefined, reason: 'disabled by TSBLK_NO_NATIVE=1' };
-  if (process.platform !== 'linux') return { addon: undefined, reason: `not supported on ${process.platform}` };
+  if (process.env.TSBLK_NO_NATIVE === '1')
+    return { addon: undefined, reason: 'disabled by TSBLK_NO_NATIVE=1' };
+  if (process.platform !== 'linux')
+    return { addon: undefined, reason: `not supported on ${process.platform}` };
   const path = findAddon();
-  if (!path) return { addon: undefined, reason: `${ADDON_FILE} not found; build it with \`node native/build.mjs\`` };
+  if (!path)
+    return { addon: undefined, reason: `${ADDON_FILE} not found; build it with \`node native/build.mjs\`` };
   try {
     const mod = createRequire(import.meta.url)(path) as Partial<NativeAddon>;
-    for (const fn of ['copyFileRange', 'fallocate', 'blockDeviceSize', 'blockDeviceLogicalBlockSize'] as const) {
-      if (typeof mod[fn] !== 'function') return { addon: undefined, reason: `${path} lacks ${fn}(); rebuild it` };
+    for (const fn of [
+      'copyFileRange',
+      'fallocate',
+      'blockDeviceSize',
+      'blockDeviceLogicalBlockSize',
+    ] as const) {
+      if (typeof mod[fn] !== 'function')
+        return { addon: undefined, reason: `${path} lacks ${fn}(); rebuild it` };
     }
     return { addon: mod as NativeAddon, reason: `loaded from ${path}` };
   } catch (err) {
-    return { addon: undefined, reason: `${path} failed to load: ${err instanceof Error ? err.message : String(err)}` };
+    return {
+      addon: undefined,
+      reason: `${path} failed to load: ${err instanceof Error ? err.message : String(err)}`,
+    };
   }
 }
 
