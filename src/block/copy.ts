@@ -126,6 +126,8 @@ export async function issueCopy(
       src.limits.maxTransferBytes,
       dst.limits.maxTransferBytes,
       budgetBytes,
+      // No buffer larger than the largest range: a 4 KiB copy should not allocate 4 MiB.
+      Math.max(...ranges.map((r) => r.len)),
     ),
   );
   if (chunk < align)
