@@ -54,7 +54,11 @@ function layout(size: number, count: number): { ranges: CopyRange[]; deviceSize:
   // Sources packed at the start, destinations after them, a gap between ranges so nothing merges.
   const stride = size + 4 * KiB;
   const half = stride * count;
-  const ranges = Array.from({ length: count }, (_, i) => ({ src: i * stride, dst: half + i * stride, len: size }));
+  const ranges = Array.from({ length: count }, (_, i) => ({
+    src: i * stride,
+    dst: half + i * stride,
+    len: size,
+  }));
   return { ranges, deviceSize: 2 * half };
 }
 
@@ -70,7 +74,9 @@ function memcpyRate(size: number, count: number): Promise<number> {
 async function fill(dev: BlockDevice, ranges: CopyRange[]) {
   const buf = Buffer.alloc(Math.min(ranges[0]!.len, 16 * MiB));
   randomFillSync(buf);
-  for (const r of ranges) for (let o = 0; o < r.len; o += buf.length) await writeFully(dev, r.src + o, buf.subarray(0, Math.min(buf.length, r.len - o)));
+  for (const r of ranges)
+    for (let o = 0; o < r.len; o += buf.length)
+      await writeFully(dev, r.src + o, buf.subarray(0, Math.min(buf.length, r.len - o)));
 }
 
 interface Row {
@@ -88,7 +94,11 @@ async function measure(kind: 'ram' | 'file', size: number, count: number, dir: s
   const dev: BlockDevice =
     kind === 'ram'
       ? new RamDevice({ size: deviceSize })
-      : await FileDevice.open({ path: join(dir, `bench-${size}-${count}.img`), size: deviceSize, create: true });
+      : await FileDevice.open({
+          path: join(dir, `bench-${size}-${count}.img`),
+          size: deviceSize,
+          create: true,
+        });
   try {
     await fill(dev, ranges);
     const opts = { maxTotalBytes: Math.max(total, 128 * MiB) };
@@ -112,9 +122,21 @@ function pad(s: string, n: number, right = false) {
 async function main() {
   const dir = mkdtempSync(join(baseDir || tmpdir(), 'tsblk-bench-'));
   const native = nativeStatus();
-  console.log(`# tsblk bench/copy-local — node ${process.version}, native addon: ${native.available ? 'loaded' : native.reason}`);
+  console.log(
+    `# tsblk bench/copy-local — node ${process.version}, native addon: ${native.available ? 'loaded' : native.reason}`,
+  );
   console.log(`# file devices in ${dir}; each cell runs ≥ ${minMs} ms after a warm-up; MiB/s`);
-  const header = ['device', 'range', 'ranges', 'total', 'memcpy', 'offload', 'emulate', 'offload/memcpy', 'offload/emulate'];
+  const header = [
+    'device',
+    'range',
+    'ranges',
+    'total',
+    'memcpy',
+    'offload',
+    'emulate',
+    'offload/memcpy',
+    'offload/emulate',
+  ];
   const widths = [6, 8, 6, 9, 9, 9, 9, 14, 15];
   console.log(header.map((h, i) => pad(h, widths[i]!, i === 0)).join(' | '));
   console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
@@ -148,9 +170,13 @@ async function main() {
   if (!args.includes('--skip-rss')) {
     const gib = quick ? 1 : 4;
     console.log(`\n# emulated ${gib} GiB file → file copy in a child process (memory budget 64 MiB)`);
-    const child = spawnSync(process.execPath, ['--import', 'tsx', 'bench/copy-rss.ts', String(gib), baseDir], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
+    const child = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'bench/copy-rss.ts', String(gib), baseDir],
+      {
+        stdio: ['ignore', 'inherit', 'inherit'],
+      },
+    );
     if (child.status !== 0) process.exitCode = 1;
   }
 }

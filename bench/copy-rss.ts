@@ -27,12 +27,17 @@ try {
   let peakSampled = rssBefore;
   const timer = setInterval(() => (peakSampled = Math.max(peakSampled, process.memoryUsage().rss)), 20);
   const t0 = performance.now();
-  const r = await issueCopy(src, dst, [{ src: 0, dst: 0, len: size }], { mode: 'emulate', maxTotalBytes: size });
+  const r = await issueCopy(src, dst, [{ src: 0, dst: 0, len: size }], {
+    mode: 'emulate',
+    maxTotalBytes: size,
+  });
   const secs = (performance.now() - t0) / 1000;
   clearInterval(timer);
   const maxRss = process.resourceUsage().maxRSS * 1024;
   const mib = (n: number) => `${(n / MiB).toFixed(0)} MiB`;
-  console.log('copied | time | throughput | budget | peak buffer | RSS before | peak RSS (sampled) | max RSS (getrusage)');
+  console.log(
+    'copied | time | throughput | budget | peak buffer | RSS before | peak RSS (sampled) | max RSS (getrusage)',
+  );
   console.log(
     [
       mib(r.emulated),
