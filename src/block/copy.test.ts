@@ -288,6 +288,22 @@ describe('issueCopy memmove semantics (every source read before any destination 
     }
   }
 
+  test('a cycle that does not fit one offload request is emulated in transfers the devices accept', async () => {
+    // Found by the property test: pieces cut at the copy limit (256 KiB) were read whole,
+    // over maxTransferBytes (64 KiB), and failed E2BIG.
+    const { dev, data } = await filled(MiB, {
+      maxTransferBytes: 64 * KiB,
+      copy: { maxRangeBytes: 256 * KiB, maxRanges: 1, maxBytes: 256 * KiB, maxHwBytes: 256 * KiB },
+    });
+    const swap = [
+      { src: 0, dst: 256 * KiB, len: 256 * KiB },
+      { src: 256 * KiB, dst: 0, len: 256 * KiB },
+    ];
+    const r = await issueCopy(dev, dev, swap);
+    assert.deepEqual([r.offloaded, r.emulated], [0, 512 * KiB]);
+    assert.deepEqual(await contents(dev), applyCopies(data, data, swap));
+  });
+
   // The swap pairs piece k of one range with piece k of the other: cycles of 2 × 64 KiB.
   test('a cycle larger than the memory budget is refused before any I/O', async () => {
     const { dev, data } = await filled(MiB, { copy: false });

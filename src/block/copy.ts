@@ -18,6 +18,7 @@ import { ByteBudget } from './budget.js';
 import type { BlockDevice, CopyRange } from './device.js';
 import { BlockError, CopyError, ErrorCode, abortError, toBlockError } from './errors.js';
 import { copyOffloadEnabled } from './limits.js';
+import { readFully, writeFully } from './io.js';
 import { planCopy, type Piece, type Unit } from './copy-plan.js';
 import { DEFAULT_COPY_MAX_RANGES, DEFAULT_COPY_MAX_TOTAL_BYTES, validateCopy } from './copy-validate.js';
 
@@ -401,7 +402,7 @@ class CopyRun {
 
   /** Reads every piece of the unit, then writes them in ascending destination order. */
   async #emulateBuffered(unit: Unit): Promise<void> {
-    const held = unit.pieces.length === 1 ? this.chunk : unit.bytes;
+    const held = unit.bytes;
     try {
       await this.budget.acquire(held, this.signal);
     } catch (err) {
@@ -412,12 +413,13 @@ class CopyRun {
       const bufs: Buffer[] = [];
       for (const p of unit.pieces) {
         const b = Buffer.allocUnsafe(p.len);
-        await this.src.read(p.src, b, { signal: this.signal });
+        // Pieces cut at an offload limit can exceed a request's maxTransferBytes.
+        await readFully(this.src, p.src, b, { signal: this.signal });
         bufs.push(b);
       }
       for (let i = 0; i < unit.pieces.length; i++) {
         const p = unit.pieces[i]!;
-        await this.dst.write(p.dst, bufs[i]!, { signal: this.signal });
+        await writeFully(this.dst, p.dst, bufs[i]!, { signal: this.signal });
         p.done = p.len;
         this.emulated += p.len;
         this.#progress(p.len);
