@@ -863,7 +863,7 @@ test('a range the backing copied past a short one in the same zone counts as not
   assert.deepEqual(await read(dev, Z(3), 1024), pattern(4096, 1).subarray(2048, 3072));
 });
 
-test('copy cuts a source that spans zones into copy and zero pieces, one backing request each', async () => {
+test('copy cuts a source that spans zones into copy and zero pieces; zero fills run after the copies', async () => {
   const { backing, dev } = setup({}, { copy: { maxRanges: 1 } });
   await dev.write(Z(2), pattern(CAP, 1)); // zone 2 full: 12 KiB data, then 4 KiB beyond capacity
   await dev.write(Z(3), pattern(2048, 2));
@@ -872,7 +872,7 @@ test('copy cuts a source that spans zones into copy and zero pieces, one backing
   await dev.copy(dev, [{ src: Z(2), dst: 0, len }], { allowEmulation: false });
   assert.deepEqual(
     backing.log.map((l) => l.op),
-    ['copy', 'write-zeroes', 'copy'],
+    ['copy', 'copy', 'write-zeroes'],
   );
   const expected = new Uint8Array([...pattern(CAP, 1), ...zeroes(ZS - CAP), ...pattern(2048, 2)]);
   assert.deepEqual(await read(dev, 0, len), expected);
@@ -942,4 +942,29 @@ test('flush passes through; close leaves the backing open', async () => {
   await assert.rejects(dev.read(0, new Uint8Array(512)), { code: ErrorCode.EBADF });
   assert.equal(backing.closed, false);
   await backing.write(0, pattern(512, 1));
+});
+
+test('a cut copy whose ranges overwrite each other keeps read-everything-first (buffered), or refuses forced offload', async () => {
+  // Found by the property test: range A's source runs from conventional zone 1 into empty
+  // zone 2 (a copy piece and a zero piece) and its destination is range B's source; with the
+  // backing taking 2 KiB per request, A was written before B was read.
+  for (const allowEmulation of [true, false]) {
+    const { backing, dev } = setup();
+    const a = pattern(Z(2), 3);
+    await dev.write(0, a);
+    backing.limits.copy!.maxBytes = 2048;
+    const ranges = [
+      { src: Z(2) - 2048, dst: 0, len: 4096 }, // A: 2 KiB of data, then 2 KiB above zone 2's write pointer
+      { src: 0, dst: Z(2) - 4096, len: 4096 }, // B: writes A's source
+    ];
+    if (!allowEmulation) {
+      await assert.rejects(dev.copy(dev, ranges, { allowEmulation }), { code: ErrorCode.EOPNOTSUPP });
+      assert.deepEqual(await read(dev, 0, Z(2)), a, 'nothing written');
+      continue;
+    }
+    const r = await dev.copy(dev, ranges, { allowEmulation });
+    assert.deepEqual(r, { offloaded: 2048, emulated: 6144 });
+    assert.deepEqual(await read(dev, 0, 4096), new Uint8Array([...a.subarray(Z(2) - 2048), ...zeroes(2048)]));
+    assert.deepEqual(await read(dev, Z(2) - 4096, 4096), a.subarray(0, 4096));
+  }
 });

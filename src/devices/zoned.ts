@@ -41,9 +41,11 @@
 //   Destinations follow the write-pointer rules range by range in request order; the first
 //   violation ends the request with a CopyError whose `completed` covers the ranges before
 //   it. Source bytes above a write pointer are copied as zeroes (written with write zeroes).
-//   A request is passed down whole when it can be; when it must be cut (sources reaching past
-//   a write pointer, or more pieces than the backing takes at once) the pieces run in order,
-//   so a conventional-zone destination that overlaps a later range's source is seen updated.
+//   The copied pieces go down to the backing in one request when they fit its limits, and the
+//   zero-filled pieces (sources above a write pointer) are written after them, so every source
+//   is read before any destination is written. When the copied pieces need several backing
+//   requests and one writes what another reads, their sources are read into memory first
+//   (counted as emulated bytes; EOPNOTSUPP when offload was forced).
 // - close() flushes but leaves the backing device open: its owner closes it.
 
 import type {
@@ -57,6 +59,7 @@ import type {
   WriteZeroesOptions,
 } from '../block/device.js';
 import { BlockDeviceBase } from '../block/base.js';
+import { readFully, writeFully } from '../block/io.js';
 import {
   BlockError,
   CopyError,
@@ -384,8 +387,9 @@ export class ZonedDevice extends BlockDeviceBase {
       violation = toBlockError(err, `copy on ${this.name}`);
     }
     let failure: BlockError | undefined;
+    let emulated = 0;
     try {
-      await this.#runPieces(
+      emulated = await this.#runPieces(
         plans.flatMap((p) => p.pieces),
         options,
       );
@@ -393,10 +397,11 @@ export class ZonedDevice extends BlockDeviceBase {
       failure = toBlockError(err, `copy on ${this.name}`);
     }
     const completed = this.#commitCopy(ranges, plans, nextWp);
-    const offloaded = completed.reduce((a, b) => a + b, 0);
+    const total = completed.reduce((a, b) => a + b, 0);
+    const paths = { offloaded: Math.max(0, total - emulated), emulated: Math.min(total, emulated) };
     const error = failure ?? violation;
-    if (error) throw new CopyError(error, completed, { offloaded, emulated: 0 });
-    return { offloaded, emulated: 0 };
+    if (error) throw new CopyError(error, completed, paths);
+    return paths;
   }
 
   /**
@@ -433,62 +438,94 @@ export class ZonedDevice extends BlockDeviceBase {
   }
 
   /**
-   * Runs the pieces in order: consecutive 'copy' pieces go to the backing's copy in as few
-   * requests as its limits allow, 'zero' pieces become write zeroes (or zero-filled writes).
-   * Each piece's `done` records the prefix known to be written.
+   * Runs the pieces: every 'copy' piece first, through the backing's copy in as few requests
+   * as its limits allow, then the 'zero' pieces as write zeroes (or zero-filled writes).
+   * Zero pieces read nothing, so running them last keeps the request's
+   * as-if-all-sources-read-first rule as long as the copy pieces go down in one request.
+   * When they need several requests and one writes bytes a later one reads, the sources are
+   * read into memory first instead (bounded by copy.maxBytes), which counts as emulation.
+   * Each piece's `done` records the prefix known to be written. Returns the emulated bytes.
    */
-  async #runPieces(pieces: CopyPiece[], options: DeviceCopyOptions): Promise<void> {
+  async #runPieces(pieces: CopyPiece[], options: DeviceCopyOptions): Promise<number> {
     const lbs = this.limits.logicalBlockSize;
     const bc = this.backing.limits.copy;
+    const copies = pieces.filter((p) => p.kind === 'copy');
+    const zeroes = pieces.filter((p) => p.kind === 'zero');
     const maxChunk = bc
       ? Math.min(bc.maxBytes, bc.maxRangeBytes) - (Math.min(bc.maxBytes, bc.maxRangeBytes) % lbs)
       : 0;
-    let batch: Array<{ piece: CopyPiece; at: number; len: number }> = [];
+    if (copies.length > 0 && (!bc || maxChunk === 0))
+      throw new BlockError(
+        ErrorCode.EOPNOTSUPP,
+        `copy on ${this.name}: ${this.backing.name} no longer offers copy`,
+      );
+    type Chunk = { piece: CopyPiece; at: number; len: number };
+    const batches: Chunk[][] = [];
+    let batch: Chunk[] = [];
     let batchBytes = 0;
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const b = batch;
-      batch = [];
-      batchBytes = 0;
-      throwIfAborted(options.signal, 'copy');
-      let done: readonly number[] = b.map((c) => c.len);
-      let error: unknown;
-      try {
-        await this.backing.copy(
-          this.backing,
-          b.map((c) => ({ src: c.piece.src + c.at, dst: c.piece.dst + c.at, len: c.len })),
-          { allowEmulation: options.allowEmulation, ...(options.signal ? { signal: options.signal } : {}) },
-        );
-      } catch (err) {
-        error = err;
-        done = CopyError.isCopyError(err) ? err.completed : b.map(() => 0);
-      }
-      // Only a piece's contiguous prefix counts.
-      b.forEach((c, i) => {
-        const n = done[i] ?? 0;
-        if (c.piece.done === c.at) c.piece.done += n - (n % lbs);
-      });
-      if (error !== undefined) throw error;
-    };
-    for (const piece of pieces) {
-      if (piece.kind === 'zero') {
-        await flush();
-        await this.#zeroFill(piece, options);
-        continue;
-      }
-      if (!bc || maxChunk === 0)
-        throw new BlockError(
-          ErrorCode.EOPNOTSUPP,
-          `copy on ${this.name}: ${this.backing.name} no longer offers copy`,
-        );
+    for (const piece of copies) {
       for (let at = 0; at < piece.len; at += maxChunk) {
         const len = Math.min(maxChunk, piece.len - at);
-        if (batch.length >= bc.maxRanges || batchBytes + len > bc.maxBytes) await flush();
+        if (batch.length > 0 && (batch.length >= bc!.maxRanges || batchBytes + len > bc!.maxBytes)) {
+          batches.push(batch);
+          batch = [];
+          batchBytes = 0;
+        }
         batch.push({ piece, at, len });
         batchBytes += len;
       }
     }
-    await flush();
+    if (batch.length > 0) batches.push(batch);
+
+    let emulated = 0;
+    const hazard =
+      batches.length > 1 &&
+      copies.some((a) => copies.some((b) => a.src < b.dst + b.len && b.dst < a.src + a.len));
+    if (hazard) {
+      if (!options.allowEmulation)
+        throw new BlockError(
+          ErrorCode.EOPNOTSUPP,
+          `copy on ${this.name}: overlapping ranges need ${batches.length} requests on ${this.backing.name} and ` +
+            'would have to be buffered; offload was forced',
+        );
+      const io = options.signal ? { signal: options.signal } : {};
+      const bufs: Buffer[] = [];
+      for (const p of copies) {
+        const b = Buffer.allocUnsafe(p.len);
+        await readFully(this.backing, p.src, b, io);
+        bufs.push(b);
+      }
+      for (const [i, p] of copies.entries()) {
+        throwIfAborted(options.signal, 'copy');
+        await writeFully(this.backing, p.dst, bufs[i]!, io);
+        p.done = p.len;
+        emulated += p.len;
+      }
+    } else {
+      for (const b of batches) {
+        throwIfAborted(options.signal, 'copy');
+        let done: readonly number[] = b.map((c) => c.len);
+        let error: unknown;
+        try {
+          await this.backing.copy(
+            this.backing,
+            b.map((c) => ({ src: c.piece.src + c.at, dst: c.piece.dst + c.at, len: c.len })),
+            { allowEmulation: options.allowEmulation, ...(options.signal ? { signal: options.signal } : {}) },
+          );
+        } catch (err) {
+          error = err;
+          done = CopyError.isCopyError(err) ? err.completed : b.map(() => 0);
+        }
+        // Only a piece's contiguous prefix counts.
+        b.forEach((c, i) => {
+          const n = done[i] ?? 0;
+          if (c.piece.done === c.at) c.piece.done += n - (n % lbs);
+        });
+        if (error !== undefined) throw error;
+      }
+    }
+    for (const piece of zeroes) await this.#zeroFill(piece, options);
+    return emulated;
   }
 
   /** Writes zeroes over a piece's destination: the copy of source bytes above a write pointer. */
