@@ -1,0 +1,185 @@
+// Host side of test/vm/guest/qemu-copy-reference.sh: the COPY specs it takes, the lines it
+// prints, and a model of the namespace that predicts every sha256 it should print. The model
+// is the independent oracle: the same pattern generator as the guest script (lib.sh
+// `pattern`), and copies with memmove semantics (all sources read before the destination is
+// written, as QEMU 7.2 does).
+//
+// The same script run against the tsblk target gives the same sha256 values when the
+// namespace has the same size and block size; compare ReferenceReport.copies line by line.
+
+import { createHash } from 'node:crypto';
+
+export interface CopyRange {
+  /** first source LBA; negative counts from the end of the namespace (-1 = last LBA) */
+  slba: number;
+  /** number of blocks (1-based) */
+  nlb: number;
+}
+
+export interface CopySpec {
+  /** destination LBA; negative counts from the end */
+  dst: number;
+  ranges: CopyRange[];
+}
+
+/** "DST=SLBA+NLB,SLBA+NLB": the script's argument for one copy. */
+export function formatCopySpec(c: CopySpec): string {
+  return `${c.dst}=${c.ranges.map((r) => `${r.slba}+${r.nlb}`).join(',')}`;
+}
+
+/** Parses formatCopySpec's output back. */
+export function parseCopySpec(s: string): CopySpec {
+  const m = /^(-?\d+)=(-?\d+\+\d+(?:,-?\d+\+\d+)*)$/.exec(s);
+  if (!m) throw new Error(`bad copy spec '${s}': want DST=SLBA+NLB[,SLBA+NLB...]`);
+  return {
+    dst: Number(m[1]),
+    ranges: (m[2] as string).split(',').map((r) => {
+      const [slba, nlb] = r.split('+');
+      return { slba: Number(slba), nlb: Number(nlb) };
+    }),
+  };
+}
+
+/** Block `lba` of the pattern: "LBA %08d " repeated, cut to `lbs` bytes. */
+export function patternBlock(lba: number, lbs: number): Buffer {
+  const s = `LBA ${String(lba).padStart(8, '0')} `;
+  return Buffer.from(s.repeat(Math.ceil(lbs / s.length)).slice(0, lbs), 'latin1');
+}
+
+export interface ReferenceLayout {
+  lbs: number;
+  /** namespace size in blocks */
+  nsze: number;
+  patternBlocks: number;
+  areaBlocks: number;
+  tailBlocks: number;
+}
+
+/** The namespace as the script leaves it after initialising, then after each copy. */
+export class ReferenceModel {
+  /** blocks written by copies; others are computed from the layout */
+  private readonly written = new Map<number, Buffer>();
+  constructor(readonly layout: ReferenceLayout) {}
+
+  resolve(lba: number): number {
+    return lba < 0 ? this.layout.nsze + lba : lba;
+  }
+
+  block(lba: number): Buffer {
+    const w = this.written.get(lba);
+    if (w) return w;
+    const { lbs, nsze, patternBlocks, tailBlocks } = this.layout;
+    if (lba < patternBlocks || (lba >= nsze - tailBlocks && lba < nsze)) return patternBlock(lba, lbs);
+    return Buffer.alloc(lbs);
+  }
+
+  read(lba: number, count: number): Buffer {
+    const first = this.resolve(lba);
+    return Buffer.concat(Array.from({ length: count }, (_, i) => this.block(first + i)));
+  }
+
+  sha256(lba: number, count: number): string {
+    return createHash('sha256').update(this.read(lba, count)).digest('hex');
+  }
+
+  /** Applies a copy that succeeds: every source is read before the destination is written. */
+  copy(c: CopySpec): void {
+    const data = Buffer.concat(c.ranges.map((r) => this.read(r.slba, r.nlb)));
+    const dst = this.resolve(c.dst);
+    const n = data.length / this.layout.lbs;
+    if (dst < 0 || dst + n > this.layout.nsze)
+      throw new Error(`model: copy to ${dst}+${n} is outside the namespace`);
+    for (let i = 0; i < n; i++) {
+      this.written.set(dst + i, data.subarray(i * this.layout.lbs, (i + 1) * this.layout.lbs));
+    }
+  }
+}
+
+export interface ReferenceCopyLine {
+  k: number;
+  /** resolved destination LBA */
+  dst: number;
+  /** resolved ranges as printed, "SLBA+NLB,..." */
+  ranges: string;
+  blocks: number;
+  rc: number;
+  /** nvme-cli status in hex ("0x0" on success), or "error" */
+  status: string;
+  verdict: 'copied' | 'unchanged' | 'partial';
+  sha256: string;
+  expected: string;
+  before: string;
+  /** nvme-cli's own message */
+  says: string;
+}
+
+export interface ReferenceReport extends ReferenceLayout {
+  device: string;
+  /** what Identify says: oncs, ocfs, mssrl, mcl, msrc (as nvme-cli prints them) */
+  id: Record<string, string>;
+  init: { area: string; tail: string };
+  copies: ReferenceCopyLine[];
+  final: { area: string; tail: string };
+  done: number;
+}
+
+/** key=value pairs of one line (values have no spaces). */
+function pairs(line: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of line.matchAll(/(\w+)=(\S*)/g)) out[m[1] as string] = m[2] as string;
+  return out;
+}
+
+/** Parses the `ref:` lines of the script's output; throws when a part is missing. */
+export function parseReference(stdout: string): ReferenceReport {
+  const lines = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('ref: '))
+    .map((l) => l.slice(5));
+  const find = (prefix: string) => {
+    const l = lines.find((x) => x.startsWith(prefix));
+    if (l === undefined) throw new Error(`copy reference output has no 'ref: ${prefix}' line`);
+    return pairs(l);
+  };
+  const head = find('device=');
+  const init = find('init ');
+  const fin = find('final ');
+  const copies: ReferenceCopyLine[] = [];
+  const says = new Map<number, string>();
+  for (const l of lines) {
+    const s = /^copy (\d+) says: (.*)$/.exec(l);
+    if (s) says.set(Number(s[1]), s[2] as string);
+  }
+  for (const l of lines) {
+    const m = /^copy (\d+) dst=/.exec(l);
+    if (!m) continue;
+    const p = pairs(l);
+    const k = Number(m[1]);
+    copies.push({
+      k,
+      dst: Number(p.dst),
+      ranges: p.ranges ?? '',
+      blocks: Number(p.blocks),
+      rc: Number(p.rc),
+      status: p.status ?? '',
+      verdict: p.verdict as ReferenceCopyLine['verdict'],
+      sha256: p.sha256 ?? '',
+      expected: p.expected ?? '',
+      before: p.before ?? '',
+      says: says.get(k) ?? '',
+    });
+  }
+  return {
+    device: head.device ?? '',
+    lbs: Number(head.lbs),
+    nsze: Number(head.nsze),
+    patternBlocks: Number(head.pattern_blocks),
+    areaBlocks: Number(head.area_blocks),
+    tailBlocks: Number(head.tail_blocks),
+    id: find('id '),
+    init: { area: init.area_sha256 ?? '', tail: init.tail_sha256 ?? '' },
+    copies,
+    final: { area: fin.area_sha256 ?? '', tail: fin.tail_sha256 ?? '' },
+    done: Number(find('done ').copies),
+  };
+}
