@@ -1,20 +1,152 @@
-// `tsblk serve`: what `npm start` runs. Until the NVMe/TCP target lands it runs the demo
-// (demo.ts) and says so, so `npm start` shows copy offload working instead of failing.
+// `tsblk serve [config.json]`: runs the NVMe/TCP target until SIGINT or SIGTERM (what
+// `npm start` runs). Without a config it serves one subsystem over a 1 GiB RAM namespace on
+// 127.0.0.1:4420 with discovery on 127.0.0.1:8009, and prints the nvme-cli lines to use.
+// docs/serve.md has the details.
+//
+//   --listen ADDR:PORT            I/O listener (repeatable); replaces the config's or the default
+//   --discovery-listen ADDR:PORT  discovery listener (repeatable); likewise
+//   --no-discovery                no discovery listener
+//   -v, --verbose                 log connections and transport errors to stderr
+//
+// IPv6 addresses go in brackets: --listen [::1]:4420. Port 0 picks a free port (printed).
+// The first SIGINT/SIGTERM shuts down gracefully (exit 0, or 1 if a device failed to flush
+// or close); a second one exits at once with 130.
 
+import { isIP } from 'node:net';
 import type { Command } from 'commander';
-import { demo } from './demo.js';
+import { formatSize } from '../server/size.js';
+import { loadConfig } from '../server/config.js';
+import { Server, type ListenAddress } from '../server/serve.js';
+import type { Namespace } from '../target/namespace.js';
+import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError } from './errors.js';
 import type { CliIo } from './output.js';
+
+/** Parses "127.0.0.1:4420" or "[::1]:4420". */
+export function parseListenAddress(text: string, option: string): ListenAddress {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
+  const bad = (why: string): never => {
+    throw new UsageError(
+      `${option} ${text}: ${why}; expected ADDRESS:PORT, e.g. 127.0.0.1:4420 or [::1]:4420`,
+    );
+  };
+  if (!m) return bad('not an address and port');
+  const address = m[1]!;
+  const port = Number(m[2]);
+  const family = isIP(address);
+  if (family === 0) bad(`"${address}" is not an IPv4 or IPv6 address`);
+  if (family === 6 && !text.startsWith('[')) bad('put an IPv6 address in brackets');
+  if (!Number.isInteger(port) || port > 65535) bad(`port ${m[2]} is not 0..65535`);
+  return { address, port };
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function describeNamespace(ns: Namespace): string {
+  const dev = ns.device;
+  const l = ns.copyLimits;
+  const copy = ns.copyOffload ? 'copy offload' : 'copy emulated';
+  return (
+    `namespace ${ns.nsid}: ${dev.name} (${dev.kind}, ${formatSize(dev.size)}, ${ns.blockSize}-byte blocks` +
+    `${ns.readOnly ? ', read-only' : ''}), ${copy}: MSSRL ${l.mssrl}, MCL ${l.mcl}, MSRC ${l.msrc}`
+  );
+}
+
+interface ServeCliOptions {
+  listen: string[];
+  discoveryListen: string[];
+  discovery: boolean;
+  verbose?: boolean;
+}
+
+/** Runs the daemon until a signal; returns the exit code. */
+export async function serve(
+  configFile: string | undefined,
+  opts: ServeCliOptions,
+  io: CliIo,
+): Promise<number> {
+  const listen = opts.listen.map((t) => parseListenAddress(t, '--listen'));
+  const discoveryListen = opts.discoveryListen.map((t) => parseListenAddress(t, '--discovery-listen'));
+  if (!opts.discovery && discoveryListen.length)
+    throw new UsageError('--no-discovery and --discovery-listen contradict each other');
+  const config = configFile === undefined ? undefined : await loadConfig(configFile);
+  const log = opts.verbose ? (line: string) => void io.stderr.write(`tsblk serve: ${line}\n`) : undefined;
+  const server = await Server.start({
+    ...(config ? { config } : {}),
+    listen,
+    discoveryListen,
+    discovery: opts.discovery,
+    transport: log ? { log } : {},
+  });
+
+  const out = io.stdout;
+  out.write(
+    `tsblk serve: NVMe/TCP target running (pid ${process.pid})${config ? ` from ${configFile}` : ''}\n`,
+  );
+  for (const s of server.subsystems) {
+    const access = s.allowAnyHost ? 'any host' : `hosts ${s.hosts.join(', ')}`;
+    out.write(`  subsystem ${s.nqn} (${access})\n`);
+    for (const ns of s.namespaces) out.write(`    ${describeNamespace(ns)}\n`);
+  }
+  for (const l of server.listeners)
+    out.write(
+      `  listening on ${Server.formatListener(l)}: ${l.kind === 'io' ? 'I/O' : 'discovery'}, port ID ${l.portid}\n`,
+    );
+  out.write('connect a Linux host with:\n');
+  for (const line of server.connectCommands()) out.write(`  ${line}\n`);
+  out.write('stop with Ctrl-C (SIGINT) or SIGTERM\n');
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+  const force = () => {
+    io.stderr.write('tsblk serve: second signal: exiting without finishing the shutdown\n');
+    process.exit(EXIT_INTERRUPTED);
+  };
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  try {
+    out.write(`tsblk serve: ${signal}: shutting down\n`);
+    const report = await server.close();
+    for (const name of report.flushed) out.write(`  flushed ${name}\n`);
+    for (const e of report.errors) io.stderr.write(`tsblk serve: ${e}\n`);
+    out.write(`tsblk serve: stopped${report.errors.length ? ' with errors' : ''}\n`);
+    return report.errors.length ? EXIT_FAILURE : EXIT_OK;
+  } finally {
+    process.off('SIGINT', force);
+    process.off('SIGTERM', force);
+  }
+}
 
 export function registerServe(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
     .command('serve')
     .description(
-      'start the storage daemon (for now: the NVMe/TCP target is not built yet, so this runs the demo)',
+      'run the NVMe/TCP target (default: one 1 GiB RAM namespace on 127.0.0.1:4420, discovery on 127.0.0.1:8009)',
     )
-    .action(async () => {
-      io.stderr.write(
-        'tsblk serve: the NVMe/TCP target is not available yet; running `tsblk demo` instead\n',
-      );
-      setExit(await demo(io));
-    });
+    .argument('[config]', 'JSON config with devices, subsystems and ports (docs/config.md)')
+    .option(
+      '--listen <addr:port>',
+      'I/O listener, repeatable; replaces the config or default ones',
+      collect,
+      [],
+    )
+    .option(
+      '--discovery-listen <addr:port>',
+      'discovery listener, repeatable; replaces the config or default ones',
+      collect,
+      [],
+    )
+    .option('--no-discovery', 'no discovery listener')
+    .option('-v, --verbose', 'log connections and transport errors to stderr')
+    .action(async (config: string | undefined, opts: ServeCliOptions) =>
+      setExit(await serve(config, opts, io)),
+    );
 }

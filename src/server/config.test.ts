@@ -113,8 +113,12 @@ function withDevice(name: string, dev: unknown, extra: Record<string, unknown> =
 
 const errors: Array<[string, unknown, string]> = [
   ['top level not an object', [], 'expected an object, got an array'],
-  ['unknown section', { devices: {}, subsystems: {} }, 'subsystems: unknown section; expected devices'],
-  ['misspelt section', { device: {} }, 'device: unknown section (did you mean "devices"?); expected devices'],
+  ['unknown section', { devices: {}, nbd: {} }, 'nbd: unknown section; expected devices, subsystems, ports'],
+  [
+    'misspelt section',
+    { device: {} },
+    'device: unknown section (did you mean "devices"?); expected devices, subsystems, ports',
+  ],
   ['devices not an object', { devices: [] }, 'devices: expected an object, got an array'],
   [
     'bad device name',

@@ -1,4 +1,5 @@
-// The JSON config file: `{ "devices": { "<name>": { "type": ..., ... } } }` (docs/config.md).
+// The JSON config file: `{ "devices": { "<name>": { "type": ..., ... } }, "subsystems": {...},
+// "ports": [...] }` (docs/config.md).
 //
 // Each top-level key is a section with its own parser, listed in SECTIONS in the order they
 // are parsed; a section may look at the sections parsed before it (exports will refer to
@@ -12,12 +13,22 @@ import { ConfigError } from './config-error.js';
 import { parseDevicesSection, type ParseContext } from './config-devices.js';
 import { Fields, suggest } from './config-fields.js';
 import type { DeviceSpec } from './device-spec.js';
+import {
+  parsePortsSection,
+  parseSubsystemsSection,
+  type PortConfig,
+  type SubsystemConfig,
+} from './config-target.js';
 
 export interface Config {
   /** The file it was read from, when it was read from one. */
   readonly source?: string;
   /** Device specs by name, in the order the file lists them. */
   readonly devices: ReadonlyMap<string, DeviceSpec>;
+  /** NVMe-oF subsystems by NQN, in the order the file lists them (config-target.ts). */
+  readonly subsystems: ReadonlyMap<string, SubsystemConfig>;
+  /** TCP listeners; empty when the file has no `ports` (serve then uses its defaults). */
+  readonly ports: readonly PortConfig[];
 }
 
 type Sections = Omit<Config, 'source'>;
@@ -38,6 +49,16 @@ const SECTIONS = [
     key: 'devices',
     empty: () => new Map(),
     parse: (value, path, ctx) => parseDevicesSection(value, path, ctx),
+  }),
+  section({
+    key: 'subsystems',
+    empty: () => new Map(),
+    parse: (value, path, _ctx, earlier) => parseSubsystemsSection(value, path, earlier.devices ?? new Map()),
+  }),
+  section({
+    key: 'ports',
+    empty: () => [],
+    parse: (value, path, _ctx, earlier) => parsePortsSection(value, path, earlier.subsystems ?? new Map()),
   }),
 ] as const;
 
