@@ -109,7 +109,7 @@ function parse(req: Request): void {
       expected = queue.qid === 0 ? parseAdminCommand(req) : parseIoCommand(req);
     }
   }
-  if (req.length !== expected)
+  if (req.length !== expected && !(req.dataLengthMayExceed && req.length > expected))
     throw new CommandError(
       withDnr(Status.SGL_INVALID_DATA),
       `the data pointer describes ${req.length} bytes; the command moves ${expected}`,

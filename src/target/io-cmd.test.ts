@@ -142,6 +142,19 @@ test('Dataset Management deallocate: ranges zeroed, all checked before any is di
     { data: encodeDsmRanges([{ slba: 0, nlb: 1 }]) },
   );
   assertStatus(short.cqe, Status.SGL_INVALID_DATA, true);
+  // The Linux host sends one range in a 4 KiB buffer (found by the kernel-host interop test):
+  // a longer buffer is accepted and only the ranges NR says are used, as nvmet does.
+  const padded = Buffer.alloc(4096, 0xff);
+  encodeDsmRanges([{ slba: 16, nlb: 8 }]).copy(padded);
+  const linux = await q.submit({ opcode: IoOpcode.DSM, nsid: 1, cdw10: 0, cdw11: 4 }, { data: padded });
+  assertStatus(linux.cqe, Status.SUCCESS);
+  const after = await readAll(dev);
+  assert.equal(
+    after.subarray(16 * 512, 24 * 512).every((b) => b === 0),
+    true,
+    'range discarded',
+  );
+  assert.equal(after[24 * 512], 0xee, 'bytes after the range untouched');
 });
 
 test('Write Zeroes with and without DEAC, on a device without write-zeroes support too', async () => {

@@ -64,6 +64,7 @@ export function parseIoCommand(req: Request): number {
     case IoOpcode.DSM: {
       const dsm = decodeDsmCommand(req.cmd);
       req.handler = () => executeDsm(req, ns, dsm.ranges, dsm.ad);
+      req.dataLengthMayExceed = true;
       return dsm.ranges * 16;
     }
     case IoOpcode.COPY:

@@ -81,6 +81,12 @@ export class Request {
   sgl: Sgl | undefined;
   /** Bytes of data the command moves (the SGL length). */
   length = 0;
+  /**
+   * Set by a parser when the SGL may describe more data than the command uses (nvmet's
+   * nvmet_check_data_len_lte): the Linux host sends Dataset Management with a 4 KiB buffer
+   * whatever the range count.
+   */
+  dataLengthMayExceed = false;
   /** True when the host→controller data travels inside the command capsule. */
   inCapsule = false;
   /** Where in-capsule data starts, bytes past the SQE (the SGL's offset from ICDOFF). */

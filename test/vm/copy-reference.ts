@@ -130,18 +130,23 @@ function pairs(line: string): Record<string, string> {
   return out;
 }
 
-/** Parses the `ref:` lines of the script's output; throws when a part is missing. */
-export function parseReference(stdout: string): ReferenceReport {
+/**
+ * Parses the `ref:` lines of the script's output; throws when a part is missing. `tag` reads
+ * lines renamed `TAG: ` instead (a guest script that runs the reference on several devices
+ * renames each run's lines, e.g. `ref-qemu: ` and `ref-tsblk: `).
+ */
+export function parseReference(stdout: string, tag = 'ref'): ReferenceReport {
+  const head = `${tag}: `;
   const lines = stdout
     .split('\n')
-    .filter((l) => l.startsWith('ref: '))
-    .map((l) => l.slice(5));
+    .filter((l) => l.startsWith(head))
+    .map((l) => l.slice(head.length));
   const find = (prefix: string) => {
     const l = lines.find((x) => x.startsWith(prefix));
-    if (l === undefined) throw new Error(`copy reference output has no 'ref: ${prefix}' line`);
+    if (l === undefined) throw new Error(`copy reference output has no '${head}${prefix}' line`);
     return pairs(l);
   };
-  const head = find('device=');
+  const top = find('device=');
   const init = find('init ');
   const fin = find('final ');
   const copies: ReferenceCopyLine[] = [];
@@ -170,12 +175,12 @@ export function parseReference(stdout: string): ReferenceReport {
     });
   }
   return {
-    device: head.device ?? '',
-    lbs: Number(head.lbs),
-    nsze: Number(head.nsze),
-    patternBlocks: Number(head.pattern_blocks),
-    areaBlocks: Number(head.area_blocks),
-    tailBlocks: Number(head.tail_blocks),
+    device: top.device ?? '',
+    lbs: Number(top.lbs),
+    nsze: Number(top.nsze),
+    patternBlocks: Number(top.pattern_blocks),
+    areaBlocks: Number(top.area_blocks),
+    tailBlocks: Number(top.tail_blocks),
     id: find('id '),
     init: { area: init.area_sha256 ?? '', tail: init.tail_sha256 ?? '' },
     copies,
