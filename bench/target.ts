@@ -19,7 +19,12 @@ const sizeMiB = opt('size', '256');
 const jobs = opt('jobs', '').split(',').filter(Boolean).join(' ');
 
 interface FioJob {
-  read: { iops: number; bw_bytes: number; lat_ns: { mean: number }; clat_ns?: { percentile?: Record<string, number> } };
+  read: {
+    iops: number;
+    bw_bytes: number;
+    lat_ns: { mean: number };
+    clat_ns?: { percentile?: Record<string, number> };
+  };
   write: { iops: number; bw_bytes: number; lat_ns: { mean: number } };
 }
 
@@ -46,9 +51,15 @@ async function main() {
     console.error(r.stderr.slice(-2000));
     throw new Error(`guest benchmark failed (exit ${r.exitCode})`);
   }
-  console.log(`# bench/target — kernel ${r.kernelVersion}, guest under TCG, fio ${runtime} s per job, ${sizeMiB} MiB`);
-  console.log('job               | nvmet IOPS | tsblk IOPS | nvmet MiB/s | tsblk MiB/s | nvmet lat µs | tsblk lat µs | tsblk/nvmet');
-  console.log('------------------|------------|------------|-------------|-------------|--------------|--------------|------------');
+  console.log(
+    `# bench/target — kernel ${r.kernelVersion}, guest under TCG, fio ${runtime} s per job, ${sizeMiB} MiB`,
+  );
+  console.log(
+    'job               | nvmet IOPS | tsblk IOPS | nvmet MiB/s | tsblk MiB/s | nvmet lat µs | tsblk lat µs | tsblk/nvmet',
+  );
+  console.log(
+    '------------------|------------|------------|-------------|-------------|--------------|--------------|------------',
+  );
   for (const [job, byTarget] of rows) {
     const side = (t: string) => {
       const j = byTarget.get(t);
