@@ -262,6 +262,14 @@ function badFormat(format: number): NvmeStatusError {
   );
 }
 
+/** Per format: the descriptor table and the optional fields it carries beyond SLBA/NLB/ELBAT(M). */
+const COPY_RANGE_LAYOUTS = {
+  0: { struct: CopyRangeFormat0, extra: ['eilbrt'] },
+  1: { struct: CopyRangeFormat1, extra: ['elbt'] },
+  2: { struct: CopyRangeFormat2, extra: ['snsid', 'sopt', 'eilbrt'] },
+  3: { struct: CopyRangeFormat3, extra: ['snsid', 'sopt', 'elbt'] },
+} as const;
+
 /**
  * Decodes `count` source range descriptors of `format` from the Copy's data.
  * Throws NvmeStatusError: Invalid Field (DNR) for a format other than 0–3, and Data SGL
@@ -280,62 +288,25 @@ export function decodeCopySourceRanges(buf: Uint8Array, format: number, count: n
       `copy source range list: ${count} format-${format} descriptors need ${count * size} bytes, the command carried ${buf.byteLength}`,
     );
   }
+  const layout = COPY_RANGE_LAYOUTS[format as CopyFormat];
   const out: CopySourceRange[] = [];
   for (let i = 0; i < count; i++) {
-    const at = i * size;
-    switch (format) {
-      case 0: {
-        const d = CopyRangeFormat0.decode(buf, at);
-        out.push({
-          slba: lbaToNumber(d.slba),
-          nlb: d.nlb,
-          blocks: d.nlb + 1,
-          eilbrt: d.eilbrt,
-          elbat: d.elbat,
-          elbatm: d.elbatm,
-        });
-        break;
-      }
-      case 1: {
-        const d = CopyRangeFormat1.decode(buf, at);
-        out.push({
-          slba: lbaToNumber(d.slba),
-          nlb: d.nlb,
-          blocks: d.nlb + 1,
-          elbt: d.elbt,
-          elbat: d.elbat,
-          elbatm: d.elbatm,
-        });
-        break;
-      }
-      case 2: {
-        const d = CopyRangeFormat2.decode(buf, at);
-        out.push({
-          slba: lbaToNumber(d.slba),
-          nlb: d.nlb,
-          blocks: d.nlb + 1,
-          snsid: d.snsid,
-          sopt: d.sopt,
-          eilbrt: d.eilbrt,
-          elbat: d.elbat,
-          elbatm: d.elbatm,
-        });
-        break;
-      }
-      default: {
-        const d = CopyRangeFormat3.decode(buf, at);
-        out.push({
-          slba: lbaToNumber(d.slba),
-          nlb: d.nlb,
-          blocks: d.nlb + 1,
-          snsid: d.snsid,
-          sopt: d.sopt,
-          elbt: d.elbt,
-          elbat: d.elbat,
-          elbatm: d.elbatm,
-        });
-      }
-    }
+    const d = layout.struct.decode(buf, i * size) as Record<string, unknown> & {
+      slba: bigint;
+      nlb: number;
+      elbat: number;
+      elbatm: number;
+    };
+    const range: CopySourceRange = {
+      slba: lbaToNumber(d.slba),
+      nlb: d.nlb,
+      blocks: d.nlb + 1,
+      elbat: d.elbat,
+      elbatm: d.elbatm,
+    };
+    // Only the fields the format carries, so a format-0 range has no snsid key at all.
+    for (const key of layout.extra) (range as unknown as Record<string, unknown>)[key] = d[key];
+    out.push(range);
   }
   return out;
 }
