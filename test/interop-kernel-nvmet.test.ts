@@ -19,6 +19,13 @@ import {
   ReferenceModel,
   type CopySpec,
   type ReferenceReport,
+  REFERENCE_LBS,
+  REFERENCE_MCL,
+  REFERENCE_MSRC,
+  REFERENCE_MSSRL,
+  REFERENCE_NSZE,
+  REFERENCE_TOO_MANY_RANGES,
+  REFERENCE_VALID_COPIES,
 } from './vm/copy-reference.js';
 import { GuestFacts } from './vm/report.js';
 import {
@@ -35,47 +42,16 @@ const peers = checkPeers(['nvme', 'fio', 'ss', 'modprobe', 'blockdev']);
 const NQN = 'nqn.2024-01.io.tsblk:interop-nvmet';
 const QEMU_SERIAL = 'deadbeef';
 const QEMU_NQN = `nqn.2019-08.org.qemu:${QEMU_SERIAL}`;
-/** QEMU namespace: 64 MiB of 512-byte blocks, limits small enough to hit */
-const LBS = 512;
-const NSZE = (64 << 20) / LBS;
-const MSSRL = 16;
-const MCL = 64;
-const MSRC = 7; // 0's based: 8 ranges
+const LBS = REFERENCE_LBS;
+const NSZE = REFERENCE_NSZE;
+const MSSRL = REFERENCE_MSSRL;
+const MCL = REFERENCE_MCL;
+const MSRC = REFERENCE_MSRC;
 
-const r = (slba: number, nlb: number) => ({ slba, nlb });
 /** copies in order; `status` is what the NVM Command Set specification requires */
 const COPIES: { why: string; spec: CopySpec; status: string }[] = [
-  { why: '1 range of 8 blocks', spec: { dst: 4096, ranges: [r(0, 8)] }, status: '0x0' },
-  {
-    why: '3 ranges, concatenated in order',
-    spec: { dst: 4200, ranges: [r(10, 2), r(20, 4), r(30, 1)] },
-    status: '0x0',
-  },
-  { why: 'one range of exactly MSSRL blocks', spec: { dst: 4400, ranges: [r(100, MSSRL)] }, status: '0x0' },
-  {
-    why: 'exactly MSRC+1 ranges',
-    spec: { dst: 4500, ranges: Array.from({ length: MSRC + 1 }, (_, i) => r(200 + 3 * i, 1)) },
-    status: '0x0',
-  },
-  {
-    why: 'exactly MCL blocks in MCL/MSSRL ranges',
-    spec: { dst: 4600, ranges: Array.from({ length: MCL / MSSRL }, (_, i) => r(320 + 20 * i, MSSRL)) },
-    status: '0x0',
-  },
-  {
-    why: 'ranges out of order and repeated',
-    spec: { dst: 4700, ranges: [r(50, 2), r(5, 3), r(50, 2)] },
-    status: '0x0',
-  },
-  { why: 'the last LBA as source', spec: { dst: 4800, ranges: [r(-1, 1)] }, status: '0x0' },
-  { why: 'the last 4 LBAs as destination', spec: { dst: -4, ranges: [r(400, 4)] }, status: '0x0' },
-  { why: 'source = an earlier copy’s destination', spec: { dst: 4900, ranges: [r(4096, 8)] }, status: '0x0' },
-  { why: 'overlapping source and destination', spec: { dst: 4, ranges: [r(0, 8)] }, status: '0x0' },
-  {
-    why: 'MSRC+2 ranges: Command Size Limit Exceeded',
-    spec: { dst: 5000, ranges: Array.from({ length: MSRC + 2 }, (_, i) => r(200 + 3 * i, 1)) },
-    status: '0x4183', // SCT 1h / SC 83h, with DNR (QEMU sets it)
-  },
+  ...REFERENCE_VALID_COPIES.map((c) => ({ ...c, status: '0x0' })),
+  { ...REFERENCE_TOO_MANY_RANGES, status: '0x4183' }, // SCT 1h / SC 83h, with DNR (QEMU sets it)
 ];
 
 describe(

@@ -64,6 +64,13 @@ import {
   type CopySpec,
   type ReferenceCopyLine,
   type ReferenceReport,
+  REFERENCE_LBS,
+  REFERENCE_MCL,
+  REFERENCE_MSRC,
+  REFERENCE_MSSRL,
+  REFERENCE_NSZE,
+  REFERENCE_TOO_MANY_RANGES,
+  REFERENCE_VALID_COPIES,
 } from './vm/copy-reference.js';
 import { GuestFacts } from './vm/report.js';
 import {
@@ -91,12 +98,12 @@ const RAW_COPY_HOSTNQN = 'nqn.2024-01.io.tsblk:raw-copy-host';
 const QEMU_SERIAL = 'deadbeef';
 const QEMU_NQN = `nqn.2019-08.org.qemu:${QEMU_SERIAL}`;
 
-/** Both Copy namespaces: 64 MiB of 512-byte blocks, limits small enough to hit. */
-const LBS = 512;
-const NSZE = (64 << 20) / LBS;
-const MSSRL = 16;
-const MCL = 64;
-const MSRC = 7; // 0's based: 8 ranges
+/** Both Copy namespaces: the reference geometry (test/vm/copy-reference.ts). */
+const LBS = REFERENCE_LBS;
+const NSZE = REFERENCE_NSZE;
+const MSSRL = REFERENCE_MSSRL;
+const MCL = REFERENCE_MCL;
+const MSRC = REFERENCE_MSRC;
 const DATA_BYTES = 128 << 20;
 
 /** Status codes (SCT << 8 | SC) of the NVMe base and NVM command set specifications. */
@@ -137,46 +144,8 @@ const r = (slba: number, nlb: number) => ({ slba, nlb });
  * later valid copy reads), each writing to a destination of its own.
  */
 const COPIES: CopyCase[] = [
-  { why: '1 range of 8 blocks', spec: { dst: 4096, ranges: [r(0, 8)] }, status: SC.SUCCESS },
-  {
-    why: '3 ranges, concatenated in order',
-    spec: { dst: 4200, ranges: [r(10, 2), r(20, 4), r(30, 1)] },
-    status: SC.SUCCESS,
-  },
-  {
-    why: 'one range of exactly MSSRL blocks',
-    spec: { dst: 4400, ranges: [r(100, MSSRL)] },
-    status: SC.SUCCESS,
-  },
-  {
-    why: 'exactly MSRC+1 ranges',
-    spec: { dst: 4500, ranges: Array.from({ length: MSRC + 1 }, (_, i) => r(200 + 3 * i, 1)) },
-    status: SC.SUCCESS,
-  },
-  {
-    why: 'exactly MCL blocks in MCL/MSSRL ranges',
-    spec: { dst: 4600, ranges: Array.from({ length: MCL / MSSRL }, (_, i) => r(320 + 20 * i, MSSRL)) },
-    status: SC.SUCCESS,
-  },
-  {
-    why: 'ranges out of order and repeated',
-    spec: { dst: 4700, ranges: [r(50, 2), r(5, 3), r(50, 2)] },
-    status: SC.SUCCESS,
-  },
-  { why: 'the last LBA as source', spec: { dst: 4800, ranges: [r(-1, 1)] }, status: SC.SUCCESS },
-  { why: 'the last 4 LBAs as destination', spec: { dst: -4, ranges: [r(400, 4)] }, status: SC.SUCCESS },
-  {
-    why: 'source = an earlier copy’s destination',
-    spec: { dst: 4900, ranges: [r(4096, 8)] },
-    status: SC.SUCCESS,
-  },
-  // tsblk and QEMU 7.2 both copy like memmove (docs/nvme-target.md): no Overlapping I/O Range
-  { why: 'overlapping source and destination', spec: { dst: 4, ranges: [r(0, 8)] }, status: SC.SUCCESS },
-  {
-    why: 'MSRC+2 ranges',
-    spec: { dst: 5000, ranges: Array.from({ length: MSRC + 2 }, (_, i) => r(200 + 3 * i, 1)) },
-    status: SC.CMD_SIZE_LIMIT,
-  },
+  ...REFERENCE_VALID_COPIES.map((c) => ({ ...c, status: SC.SUCCESS })),
+  { ...REFERENCE_TOO_MANY_RANGES, status: SC.CMD_SIZE_LIMIT },
   {
     why: 'one range of MSSRL+1 blocks',
     spec: { dst: 5100, ranges: [r(100, MSSRL + 1)] },

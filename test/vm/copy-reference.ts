@@ -188,3 +188,55 @@ export function parseReference(stdout: string, tag = 'ref'): ReferenceReport {
     done: Number(find('done ').copies),
   };
 }
+
+/**
+ * The Copy reference namespace both interop tests use (QEMU's `-device nvme-ns` and tsblk's
+ * namespace get the same geometry): 64 MiB of 512-byte blocks, copy limits small enough to hit.
+ */
+export const REFERENCE_LBS = 512;
+export const REFERENCE_NSZE = (64 << 20) / REFERENCE_LBS;
+export const REFERENCE_MSSRL = 16;
+export const REFERENCE_MCL = 64;
+export const REFERENCE_MSRC = 7; // 0's based: 8 ranges
+
+export interface ReferenceCopy {
+  why: string;
+  spec: CopySpec;
+}
+
+const r = (slba: number, nlb: number): CopyRange => ({ slba, nlb });
+
+/**
+ * The valid copies every Copy reference run makes, in order (a later one reads what an earlier
+ * one wrote). QEMU and tsblk must give the same bytes for each.
+ */
+export const REFERENCE_VALID_COPIES: readonly ReferenceCopy[] = [
+  { why: '1 range of 8 blocks', spec: { dst: 4096, ranges: [r(0, 8)] } },
+  { why: '3 ranges, concatenated in order', spec: { dst: 4200, ranges: [r(10, 2), r(20, 4), r(30, 1)] } },
+  { why: 'one range of exactly MSSRL blocks', spec: { dst: 4400, ranges: [r(100, REFERENCE_MSSRL)] } },
+  {
+    why: 'exactly MSRC+1 ranges',
+    spec: { dst: 4500, ranges: Array.from({ length: REFERENCE_MSRC + 1 }, (_, i) => r(200 + 3 * i, 1)) },
+  },
+  {
+    why: 'exactly MCL blocks in MCL/MSSRL ranges',
+    spec: {
+      dst: 4600,
+      ranges: Array.from({ length: REFERENCE_MCL / REFERENCE_MSSRL }, (_, i) =>
+        r(320 + 20 * i, REFERENCE_MSSRL),
+      ),
+    },
+  },
+  { why: 'ranges out of order and repeated', spec: { dst: 4700, ranges: [r(50, 2), r(5, 3), r(50, 2)] } },
+  { why: 'the last LBA as source', spec: { dst: 4800, ranges: [r(-1, 1)] } },
+  { why: 'the last 4 LBAs as destination', spec: { dst: -4, ranges: [r(400, 4)] } },
+  { why: 'source = an earlier copy’s destination', spec: { dst: 4900, ranges: [r(4096, 8)] } },
+  // tsblk and QEMU 7.2 both copy like memmove (docs/nvme-target.md): no Overlapping I/O Range
+  { why: 'overlapping source and destination', spec: { dst: 4, ranges: [r(0, 8)] } },
+];
+
+/** MSRC+2 ranges: Command Size Limit Exceeded (SCT 1h / SC 83h) on QEMU and tsblk alike. */
+export const REFERENCE_TOO_MANY_RANGES: ReferenceCopy = {
+  why: 'MSRC+2 ranges: Command Size Limit Exceeded',
+  spec: { dst: 5000, ranges: Array.from({ length: REFERENCE_MSRC + 2 }, (_, i) => r(200 + 3 * i, 1)) },
+};
