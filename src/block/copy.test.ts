@@ -540,3 +540,73 @@ class SlowLowReadsRam extends RamDevice {
     this.finished.push(offset);
   }
 }
+
+/** Refuses (EOPNOTSUPP, nothing copied) every offload request that `refuse` matches. */
+class RefusingRam extends RamDevice {
+  requests = 0;
+  constructor(
+    opts: ConstructorParameters<typeof RamDevice>[0],
+    private readonly refuse: (ranges: readonly CopyRange[]) => boolean,
+  ) {
+    super(opts);
+  }
+  protected override doCopy(
+    source: BlockDevice,
+    ranges: readonly CopyRange[],
+    o: DeviceCopyOptions,
+  ): Promise<CopyPathBytes> {
+    this.requests++;
+    if (this.refuse(ranges))
+      return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, 'this request cannot be expressed'));
+    return super.doCopy(source, ranges, o);
+  }
+}
+
+describe('issueCopy when the device refuses an offload request (EOPNOTSUPP, nothing copied)', () => {
+  test('auto mode emulates that request; the result says emulate for its ranges', async () => {
+    const dev = new RefusingRam({ size: 1 * MiB }, (ranges) => ranges.some((r) => r.src === 0));
+    const data = randomBytes(dev.size);
+    await writeFully(dev, 0, data);
+    const ranges = [
+      { src: 0, dst: 512 * KiB, len: 64 * KiB },
+      { src: 128 * KiB, dst: 768 * KiB, len: 64 * KiB },
+    ];
+    const r = await issueCopy(dev, dev, ranges, { maxRanges: 16 });
+    assert.ok(dev.requests >= 1);
+    assert.equal(r.offloaded + r.emulated, 128 * KiB);
+    assert.ok(r.emulated >= 64 * KiB, `emulated ${r.emulated}`);
+    assert.equal(r.ranges[0]!.path, 'emulate');
+    assert.deepEqual(await contents(dev), applyCopies(data, data, ranges));
+  });
+
+  test('a dependent (overlapping) unit refused is emulated buffered: memmove semantics hold', async () => {
+    const dev = new RefusingRam({ size: 256 * KiB }, () => true);
+    const data = randomBytes(dev.size);
+    await writeFully(dev, 0, data);
+    // A swap: each range reads what the other writes.
+    const ranges = [
+      { src: 0, dst: 64 * KiB, len: 64 * KiB },
+      { src: 64 * KiB, dst: 0, len: 64 * KiB },
+    ];
+    const r = await issueCopy(dev, dev, ranges);
+    assert.equal(r.offloaded, 0);
+    assert.equal(r.emulated, 128 * KiB);
+    assert.deepEqual(
+      r.ranges.map((x) => x.path),
+      ['emulate', 'emulate'],
+    );
+    assert.deepEqual(await contents(dev), applyCopies(data, data, ranges));
+  });
+
+  test('forced offload reports the refusal and copies nothing', async () => {
+    const dev = new RefusingRam({ size: 256 * KiB }, () => true);
+    const data = randomBytes(dev.size);
+    await writeFully(dev, 0, data);
+    await expectError(
+      issueCopy(dev, dev, [{ src: 0, dst: 128 * KiB, len: 64 * KiB }], { mode: 'offload' }),
+      'EOPNOTSUPP',
+      /cannot be expressed/,
+    );
+    assert.deepEqual(await contents(dev), data);
+  });
+});

@@ -153,7 +153,9 @@ export async function issueCopy(
 
   const plan = planCopy(src, dst, ranges, pieceBytes);
   const run = new CopyRun(src, dst, total, budgetBytes, concurrency, chunk, options);
-  const paths = ranges.map(() => new Set<'offload' | 'emulate'>());
+  // The path each piece took; an offload the device refuses (EOPNOTSUPP) in auto mode is
+  // emulated instead, and the piece is counted as emulated.
+  const pathOfPiece = new Map<Piece, 'offload' | 'emulate'>();
 
   if (plan.ordered) {
     // Decide each dependent unit's path now, so an impossible request fails before any I/O.
@@ -174,17 +176,19 @@ export async function issueCopy(
         );
       return { unit, path: 'emulate' as const };
     });
-    for (const { unit, path } of steps) for (const p of unit.pieces) paths[p.range]!.add(path);
+    for (const { unit, path } of steps) for (const p of unit.pieces) pathOfPiece.set(p, path);
     await run.sequential(steps);
   } else {
     // Zoned destinations need ascending writes per zone; sort so issue order is write order.
     const pieces = dst.limits.zoned ? [...plan.pieces].sort((a, b) => a.dst - b.dst) : plan.pieces;
     const path = offload ? 'offload' : 'emulate';
-    for (const p of pieces) paths[p.range]!.add(path);
+    for (const p of pieces) pathOfPiece.set(p, path);
     if (offload) await run.offloadConcurrent(pieces);
     else await run.emulateConcurrent(pieces);
   }
 
+  for (const p of run.fellBack) pathOfPiece.set(p, 'emulate');
+  const paths = plan.byRange.map((pieces) => new Set(pieces.flatMap((p) => pathOfPiece.get(p) ?? [])));
   const completed = plan.byRange.map(prefixDone);
   if (run.error)
     throw new CopyError(run.error, completed, { offloaded: run.offloaded, emulated: run.emulated });
@@ -209,6 +213,13 @@ function pathOf(s: Set<'offload' | 'emulate'>): CopyPath {
   return s.has('offload') ? 'offload' : 'emulate';
 }
 
+/** EOPNOTSUPP with nothing copied: the device declined the request as a whole. */
+function refusedBeforeCopying(err: unknown): boolean {
+  if (!BlockError.is(err) || err.code !== ErrorCode.EOPNOTSUPP) return false;
+  if (!CopyError.isCopyError(err)) return true;
+  return err.offloaded === 0 && err.emulated === 0 && err.completed.every((n) => n === 0);
+}
+
 function fitsOneRequest(dst: BlockDevice, unit: Unit): boolean {
   const c = dst.limits.copy!;
   return unit.pieces.length <= c.maxRanges && unit.bytes <= c.maxBytes;
@@ -230,6 +241,8 @@ class CopyRun {
   offloaded = 0;
   emulated = 0;
   error: BlockError | undefined;
+  /** Pieces whose offload the destination refused (EOPNOTSUPP, nothing copied) and that were emulated. */
+  readonly fellBack = new Set<Piece>();
   #bytesDone = 0;
   #pool: Buffer[] = [];
 
@@ -304,7 +317,13 @@ class CopyRun {
     return out;
   }
 
-  async #offloadBatch(batch: Piece[]): Promise<void> {
+  /**
+   * Offloads one request. In auto mode a device may still refuse a request it cannot express
+   * (e.g. an NVMe Copy whose ranges would have to run in a cycle) with EOPNOTSUPP before
+   * copying anything; `fallback` then emulates the batch, as blkdev_copy_offload's callers
+   * fall back to emulation in the kernel series.
+   */
+  async #offloadBatch(batch: Piece[], fallback: (batch: Piece[]) => Promise<void>): Promise<void> {
     const ranges = batch.map((p) => ({ src: p.src, dst: p.dst, len: p.len }));
     try {
       const r = await this.dst.copy(this.src, ranges, {
@@ -320,6 +339,11 @@ class CopyRun {
       }
       this.#progress(bytes);
     } catch (err) {
+      if (this.options.mode !== 'offload' && refusedBeforeCopying(err)) {
+        for (const p of batch) this.fellBack.add(p);
+        await fallback(batch);
+        return;
+      }
       if (CopyError.isCopyError(err)) {
         batch.forEach((p, i) => (p.done = Math.min(p.len, err.completed[i] ?? 0)));
         this.offloaded += err.offloaded;
@@ -333,13 +357,13 @@ class CopyRun {
     // A zoned destination takes its requests one after another, so each zone sees ascending writes.
     const batches = this.#batches(pieces);
     if (this.dst.limits.zoned) return this.#sequentialBatches(batches);
-    return this.#pipeline(batches, (b) => this.#offloadBatch(b));
+    return this.#pipeline(batches, (b) => this.#offloadBatch(b, (f) => this.emulateConcurrent(f)));
   }
 
   async #sequentialBatches(batches: Piece[][]): Promise<void> {
     for (const b of batches) {
       if (!this.#mayStart()) return;
-      await this.#offloadBatch(b);
+      await this.#offloadBatch(b, (f) => this.emulateConcurrent(f));
     }
   }
 
@@ -395,7 +419,8 @@ class CopyRun {
   async sequential(steps: Array<{ unit: Unit; path: 'offload' | 'emulate' }>): Promise<void> {
     for (const { unit, path } of steps) {
       if (!this.#mayStart()) return;
-      if (path === 'offload') await this.#offloadBatch(unit.pieces);
+      // A dependent unit must read all its sources before writing: emulate it buffered.
+      if (path === 'offload') await this.#offloadBatch(unit.pieces, () => this.#emulateBuffered(unit));
       else await this.#emulateBuffered(unit);
     }
   }
