@@ -495,3 +495,90 @@ export function nvmeErrorFromBlockError(
       : undefined;
   return new NvmeStatusError(status, msg, { errorLoc, errorLba, cause: err });
 }
+
+// ---- NVMe status → BlockError (the host side) ----
+
+const zoneErrorOf: ReadonlyMap<number, ZoneError> = new Map([
+  [ZnsStatus.ZONE_BOUNDARY_ERROR, ZoneError.ZONE_BOUNDARY_ERROR],
+  [ZnsStatus.ZONE_FULL, ZoneError.ZONE_FULL],
+  [ZnsStatus.ZONE_READ_ONLY, ZoneError.ZONE_READ_ONLY],
+  [ZnsStatus.ZONE_OFFLINE, ZoneError.ZONE_OFFLINE],
+  [ZnsStatus.ZONE_INVALID_WRITE, ZoneError.ZONE_INVALID_WRITE],
+  [ZnsStatus.ZONE_TOO_MANY_ACTIVE, ZoneError.TOO_MANY_ACTIVE_ZONES],
+  [ZnsStatus.ZONE_TOO_MANY_OPEN, ZoneError.TOO_MANY_OPEN_ZONES],
+  [ZnsStatus.ZONE_INVALID_TRANSITION, ZoneError.INVALID_ZONE_STATE_TRANSITION],
+]);
+
+/** errno-style code of a failed I/O command's status (see blockErrorFromStatus). */
+function blockCodeOf(status: NvmeStatus): ErrorCode {
+  const { sct, sc } = status;
+  if (sct === StatusCodeType.GENERIC) {
+    switch (sc) {
+      case GenericStatus.LBA_RANGE:
+        return ErrorCode.ERANGE;
+      case GenericStatus.CAP_EXCEEDED:
+        return ErrorCode.ENOSPC;
+      case GenericStatus.INVALID_FIELD:
+        return ErrorCode.EINVAL;
+      case GenericStatus.INVALID_OPCODE:
+        return ErrorCode.EOPNOTSUPP;
+      case GenericStatus.NS_WRITE_PROTECTED:
+        return ErrorCode.EPERM;
+      case GenericStatus.ABORT_REQ:
+      case GenericStatus.ABORT_QUEUE:
+      case GenericStatus.ABORTED_PREEMPT_ABORT:
+        return ErrorCode.ECANCELED;
+      case GenericStatus.NS_NOT_READY:
+      case GenericStatus.INVALID_NS:
+        return ErrorCode.ENODEV;
+    }
+  } else if (sct === StatusCodeType.COMMAND_SPECIFIC) {
+    switch (sc) {
+      case CommandSpecificStatus.INVALID_FORMAT:
+      case NvmCommandStatus.INCOMPATIBLE_NS:
+        return ErrorCode.EINVAL;
+      case NvmCommandStatus.READ_ONLY:
+        return ErrorCode.EPERM;
+      case NvmCommandStatus.CMD_SIZE_LIMIT_EXCEEDED:
+        return ErrorCode.E2BIG;
+      case ZnsStatus.ZONE_TOO_MANY_OPEN:
+        return ErrorCode.ETOOMANYREFS;
+      case ZnsStatus.ZONE_TOO_MANY_ACTIVE:
+        return ErrorCode.EOVERFLOW;
+    }
+  } else if (sct === StatusCodeType.PATH && sc === PathStatus.HOST_ABORTED_CMD) return ErrorCode.ECANCELED;
+  return ErrorCode.EIO;
+}
+
+/**
+ * What a host makes of an I/O command that completed with `status` (the inverse of
+ * statusFromBlockError; Linux's nvme_error_status). SCT 1 codes are read as NVM command set
+ * codes. `context` names the operation and the namespace ("read on <ns>"); the message adds
+ * the status as formatStatus prints it.
+ *
+ * | status                                                       | BlockError             |
+ * |--------------------------------------------------------------|------------------------|
+ * | LBA Out of Range 0x80                                        | ERANGE                 |
+ * | Invalid Field 0x02, Invalid Format (SCT 1 0x0A), Incompatible Namespace or Format (SCT 1 0x85) | EINVAL |
+ * | Invalid Opcode 0x01                                          | EOPNOTSUPP             |
+ * | Namespace Is Write Protected 0x20, Write to Read Only Range (SCT 1 0x82) | EPERM      |
+ * | Capacity Exceeded 0x81                                       | ENOSPC                 |
+ * | Command Size Limit Exceeded (SCT 1 0x83, Copy)               | E2BIG                  |
+ * | Command Abort Requested 0x07, Aborted SQ Deletion 0x08, Aborted Preempt 0x1B, Host Aborted (SCT 3 0x71) | ECANCELED |
+ * | Namespace Not Ready 0x82, Invalid Namespace or Format 0x0B   | ENODEV                 |
+ * | ZNS Too Many Open / Active Zones (SCT 1 0xBE / 0xBD)         | ETOOMANYREFS / EOVERFLOW, `zone` set (as zoned devices throw them) |
+ * | other ZNS zone statuses 0xB8–0xBF                            | EIO, `zone` set        |
+ * | anything else (media errors, internal error, ...)            | EIO                    |
+ */
+export function blockErrorFromStatus(
+  status: NvmeStatus,
+  context: string,
+  options: { cause?: unknown; offset?: number } = {},
+): BlockError {
+  const zone = status.sct === StatusCodeType.COMMAND_SPECIFIC ? zoneErrorOf.get(status.sc) : undefined;
+  return new BlockError(blockCodeOf(status), `${context}: NVMe status ${formatStatus(status)}`, {
+    ...(zone ? { zone } : {}),
+    ...(options.offset !== undefined ? { offset: options.offset } : {}),
+    ...(options.cause !== undefined ? { cause: options.cause } : {}),
+  });
+}
