@@ -217,7 +217,6 @@ function targetConfig(): object {
           { nsid: 3, device: 'ram:16M,lbs=4096,name=copy-4k' }, // incompatible block size
         ],
       },
-      // (each spec names its device: identical inline specs would share one device)
       [DATA_NQN]: { namespaces: [{ nsid: 1, device: `ram:${DATA_BYTES},name=data` }] },
       [RESTRICTED_NQN]: {
         hosts: [ALLOWED_HOSTNQN],

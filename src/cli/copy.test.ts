@@ -247,7 +247,7 @@ test('bad inputs give a clear message and a non-zero exit code', async (t) => {
     [
       ['copy', 'tape:1G', '-r', '0:1M:4k'],
       1,
-      /^tsblk: device spec "tape:1G": unknown device kind "tape"; expected one of ram, null, file\n$/,
+      /^tsblk: device spec "tape:1G": unknown device kind "tape"; expected one of ram, null, file, nvme-tcp\n$/,
     ],
     [
       ['copy', `file:${img}`, '-r', '0:1M:1000'],

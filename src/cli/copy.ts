@@ -64,7 +64,10 @@ export function registerCopy(program: Command, io: CliIo, setExit: (code: number
   program
     .command('copy')
     .description('copy byte ranges from one device to another, or within one (offloaded when the device can)')
-    .argument('<src>', 'source device: an inline spec (ram:1G, file:PATH[,options]) or a name from --config')
+    .argument(
+      '<src>',
+      'source device: an inline spec (ram:1G, file:PATH[,options], nvme-tcp://HOST:PORT/SUBNQN/NSID) or a name from --config',
+    )
     .argument('[dst]', 'destination device (default: the source)')
     .option('-r, --range <SRC:DST:LEN>', 'a range to copy (repeatable; sizes such as 4k, 1M)', collectRange)
     .option(

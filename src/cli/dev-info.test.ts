@@ -208,7 +208,7 @@ test('dev info errors: unknown kind, bad size, unknown name, bad config', async 
   assert.equal(kind.code, 1);
   assert.equal(
     kind.stderr,
-    'tsblk: device spec "tape:1G": unknown device kind "tape"; expected one of ram, null, file\n',
+    'tsblk: device spec "tape:1G": unknown device kind "tape"; expected one of ram, null, file, nvme-tcp\n',
   );
   const size = await runCli(['dev', 'info', 'ram:10X']);
   assert.equal(size.code, 1);

@@ -191,7 +191,7 @@ export function registerDevInfo(dev: Command, io: CliIo): void {
     .description('show a device: size, block sizes, limits, copy path, zones')
     .argument(
       '<device>',
-      'an inline spec (ram:1G, null:1T, file:PATH[,options]) or a device name from --config',
+      'an inline spec (ram:1G, null:1T, file:PATH[,options], nvme-tcp://HOST:PORT/SUBNQN/NSID) or a device name from --config',
     )
     .option('-c, --config <file>', 'JSON config file with named devices')
     .option('--json', 'print one JSON object')

@@ -1,9 +1,13 @@
 // Turns whatever a command throws into `tsblk: <message>` on stderr and an exit code:
 // 2 for usage errors (bad options, missing arguments), 1 for everything else. User errors
-// (BlockError, ConfigError, UsageError, Node errors with an errno code) never show a stack
-// trace; anything else is a bug in tsblk and shows one, so it can be reported.
+// (BlockError, ConfigError, UsageError, HostError — a target that cannot be reached or
+// refused the connection —, NvmeStatusError — a command the target failed —, Node errors with
+// an errno code) never show a stack trace; anything else is a bug in tsblk and shows one, so
+// it can be reported.
 
 import { BlockError } from '../block/errors.js';
+import { HostError } from '../host/errors.js';
+import { NvmeStatusError } from '../nvme/status.js';
 import { ConfigError } from '../server/config-error.js';
 import type { Output } from './output.js';
 
@@ -30,7 +34,8 @@ export class UsageError extends Error {
 
 /** True for errors a user caused and can fix without reading tsblk's source. */
 export function isUserError(err: unknown): boolean {
-  if (BlockError.is(err) || ConfigError.is(err) || UsageError.is(err)) return true;
+  if (BlockError.is(err) || ConfigError.is(err) || UsageError.is(err) || HostError.is(err)) return true;
+  if (NvmeStatusError.is(err)) return true;
   const code = (err as { code?: unknown } | null)?.code;
   return err instanceof Error && typeof code === 'string' && /^E[A-Z0-9]+$/.test(code);
 }

@@ -1,4 +1,5 @@
-// The `tsblk` command line. One file per command (dev-info.ts, copy.ts, demo.ts, serve.ts);
+// The `tsblk` command line. One file per command (dev-info.ts, copy.ts, demo.ts, serve.ts,
+// and the NVMe host commands discover.ts, connect.ts, id-ctrl.ts, id-ns.ts);
 // this file wires them into a commander program and maps errors to exit codes:
 // 0 success, 1 failure (`tsblk: <message>` on stderr), 2 usage error, 130 interrupted copy.
 //
@@ -7,17 +8,21 @@
 // bin/tsblk.js) runs process.argv and sets process.exitCode.
 //
 // Devices are named by inline spec (`ram:1G`, `null:1T`, `file:/path[,size=1G,create,...]`,
-// see src/server/device-spec.ts) or by name from a JSON config given with --config
+// `nvme-tcp://HOST:PORT/SUBNQN/NSID`, see src/server/device-spec.ts) or by name from a JSON config given with --config
 // (docs/config.md).
 
 import { realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { registerConnect } from './connect.js';
 import { registerCopy } from './copy.js';
 import { registerDemo } from './demo.js';
 import { registerDevInfo } from './dev-info.js';
+import { registerDiscover } from './discover.js';
 import { EXIT_OK, EXIT_USAGE, reportError } from './errors.js';
+import { registerIdCtrl } from './id-ctrl.js';
+import { registerIdNs } from './id-ns.js';
 import type { CliIo } from './output.js';
 import { registerServe } from './serve.js';
 
@@ -35,9 +40,12 @@ Devices (every command that takes one):
   ram:SIZE[,OPTS]    sparse RAM device       e.g. ram:1G, ram:64M,lbs=4096,copy=off,ro
   null:SIZE[,OPTS]   stores nothing          e.g. null:1T
   file:PATH[,OPTS]   file or block device    e.g. file:/tmp/a.img,size=1G,create
+  nvme-tcp://HOST[:PORT]/SUBNQN/NSID[?hostnqn=NQN&hdgst&ddgst&queues=N&name=NAME]
+                     a remote NVMe/TCP namespace (docs/nvme-host.md)
   NAME               a device from --config FILE (docs/config.md)
   OPTS: name=, lbs=, pbs=, max-transfer=, ro, copy=on|off, copy-max=, copy-max-hw=,
         copy-max-ranges=, copy-max-range=; file also size=, create
+  An unnamed ram: or null: spec is a new device at each use; add name= to share one.
 Sizes: 512, 4k, 1M, 1G, 1T, 1MiB (binary units)
 Exit codes: 0 success, 1 failure, 2 usage error, 130 copy interrupted
 `;
@@ -60,6 +68,10 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   registerCopy(program, io, setExit);
   registerDemo(program, io, setExit);
   registerServe(program, io, setExit);
+  registerDiscover(program, io);
+  registerConnect(program, io);
+  registerIdCtrl(program, io);
+  registerIdNs(program, io);
   return program;
 }
 

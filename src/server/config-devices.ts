@@ -19,8 +19,10 @@ import {
   type DeviceSpec,
   type LeafOptions,
 } from './device-spec.js';
+import { checkNqnAt, checkNsid, parseAddress } from './nvme-tcp-spec.js';
+import { NVME_TCP_IO_PORT } from '../target/port.js';
 
-export const DEVICE_TYPES = ['ram', 'null', 'file', 'zoned', 'fault', 'linear'] as const;
+export const DEVICE_TYPES = ['ram', 'null', 'file', 'nvme-tcp', 'zoned', 'fault', 'linear'] as const;
 export type DeviceType = (typeof DEVICE_TYPES)[number];
 
 const LEAF_KEYS = ['type', 'logicalBlockSize', 'physicalBlockSize', 'maxTransferBytes', 'readOnly', 'copy'];
@@ -28,6 +30,7 @@ const KEYS: Record<DeviceType, readonly string[]> = {
   ram: [...LEAF_KEYS, 'size'],
   null: [...LEAF_KEYS, 'size'],
   file: [...LEAF_KEYS, 'path', 'size', 'create'],
+  'nvme-tcp': ['type', 'address', 'subnqn', 'nsid', 'hostnqn', 'headerDigest', 'dataDigest', 'ioQueues'],
   zoned: [
     'type',
     'backing',
@@ -86,6 +89,30 @@ function parseDevice(f: Fields, name: string, names: readonly string[], ctx: Par
         path: isAbsolute(path) ? path : resolve(ctx.baseDir, path),
         ...defined({ size: f.size('size'), create: f.boolean('create') }),
         ...leafOptions(f),
+      };
+    }
+    case 'nvme-tcp': {
+      const nsid = f.required('nsid');
+      if (typeof nsid !== 'number')
+        throw new ConfigError(f.at('nsid'), `expected a namespace ID 1..4294967294, got ${describe(nsid)}`);
+      const hostnqn = f.string('hostnqn');
+      const ioQueues = f.integer('ioQueues', 1);
+      if (ioQueues !== undefined && ioQueues > 65535)
+        throw new ConfigError(f.at('ioQueues'), `expected 1..65535 I/O queues, got ${ioQueues}`);
+      return {
+        type,
+        name,
+        address: parseAddress(f.requiredString('address'), NVME_TCP_IO_PORT, f.at('address'), {
+          bareIpv6: false,
+        }),
+        subnqn: checkNqnAt(f.requiredString('subnqn'), 'subsystem NQN', f.at('subnqn')),
+        nsid: checkNsid(nsid, f.at('nsid')),
+        ...defined({
+          hostnqn: hostnqn === undefined ? undefined : checkNqnAt(hostnqn, 'host NQN', f.at('hostnqn')),
+          headerDigest: f.boolean('headerDigest'),
+          dataDigest: f.boolean('dataDigest'),
+          ioQueues,
+        }),
       };
     }
     case 'zoned':

@@ -133,12 +133,12 @@ const errors: Array<[string, unknown, string]> = [
   [
     'missing type',
     withDevice('d', { size: '1G' }),
-    'devices.d.type: is required; one of ram, null, file, zoned, fault, linear',
+    'devices.d.type: is required; one of ram, null, file, nvme-tcp, zoned, fault, linear',
   ],
   [
     'bad type',
     withDevice('d', { type: 'rom', size: '1G' }),
-    'devices.d.type: expected one of ram, null, file, zoned, fault, linear, got the string "rom" (did you mean "ram"?)',
+    'devices.d.type: expected one of ram, null, file, nvme-tcp, zoned, fault, linear, got the string "rom" (did you mean "ram"?)',
   ],
   [
     'unknown key',

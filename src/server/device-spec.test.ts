@@ -68,9 +68,9 @@ test('isInlineSpec', () => {
 const errors: Array<[string, string]> = [
   [
     'disk0',
-    'device spec "disk0": not a device spec: expected KIND:ARG with KIND one of ram, null, file (e.g. ram:1G, file:/tmp/disk.img), or a device name from --config',
+    'device spec "disk0": not a device spec: expected KIND:ARG with KIND one of ram, null, file, nvme-tcp (e.g. ram:1G, file:/tmp/disk.img, nvme-tcp://HOST:PORT/SUBNQN/NSID), or a device name from --config',
   ],
-  ['tape:1G', 'device spec "tape:1G": unknown device kind "tape"; expected one of ram, null, file'],
+  ['tape:1G', 'device spec "tape:1G": unknown device kind "tape"; expected one of ram, null, file, nvme-tcp'],
   ['ram:', 'device spec "ram:": missing size after "ram:" (e.g. ram:1G)'],
   ['file:', 'device spec "file:": missing path after "file:"'],
   [

@@ -10,10 +10,15 @@
 //   copy-max=SIZE (the tunable copy_max_bytes, set after opening like the sysfs knob),
 //   copy-max-hw=SIZE, copy-max-ranges=N, copy-max-range=SIZE (what the "hardware" allows);
 //   file also size=SIZE and create (make a sparse file of that size when it is missing).
+//   nvme-tcp://HOST[:PORT]/SUBNQN/NSID[?options]  a namespace of a remote NVMe/TCP controller
+//                           (grammar and options in nvme-tcp-spec.ts)
 
 import type { CopyLimits } from '../block/limits.js';
 import { ConfigError } from './config-error.js';
+import { parseNvmeTcpUrl, type NvmeTcpSpec } from './nvme-tcp-spec.js';
 import { parseSize } from './size.js';
+
+export type { NvmeTcpSpec } from './nvme-tcp-spec.js';
 
 /** Copy limits a user may set when creating a device; maxBytes is applied afterwards. */
 export type CopyOverrides = Partial<Omit<CopyLimits, 'maxBytes'>>;
@@ -48,8 +53,8 @@ export interface FileSpec extends LeafOptions {
   create?: boolean;
 }
 
-/** Another device a stacked device is built on: a config name, or an inline leaf spec. */
-export type DeviceRef = { name: string } | { spec: LeafSpec; text: string };
+/** Another device a stacked device is built on: a config name, or an inline spec. */
+export type DeviceRef = { name: string } | { spec: InlineSpec; text: string };
 
 export interface ZonedSpec {
   type: 'zoned';
@@ -90,9 +95,13 @@ export interface LinearSpec {
 }
 
 export type LeafSpec = RamSpec | NullSpec | FileSpec;
-export type DeviceSpec = LeafSpec | ZonedSpec | FaultSpec | LinearSpec;
+/** What an inline spec can describe. */
+export type InlineSpec = LeafSpec | NvmeTcpSpec;
+export type DeviceSpec = LeafSpec | NvmeTcpSpec | ZonedSpec | FaultSpec | LinearSpec;
 
 export const INLINE_KINDS = ['ram', 'null', 'file'] as const;
+/** Every kind an inline spec may start with, for messages. */
+const ALL_INLINE_KINDS = [...INLINE_KINDS, 'nvme-tcp'] as const;
 
 /** True when text looks like an inline spec rather than a config device name. */
 export function isInlineSpec(text: string): boolean {
@@ -149,17 +158,21 @@ export function checkPhysicalBlockSize(n: number, where: string): number {
  * Parses an inline device spec. `where` prefixes error messages (default: the spec itself),
  * so a spec used inside a config reports the config path.
  */
-export function parseDeviceSpec(text: string, where = `device spec "${text}"`): LeafSpec {
+export function parseDeviceSpec(text: string, where = `device spec "${text}"`): InlineSpec {
   const colon = text.indexOf(':');
   if (colon < 0)
     throw new ConfigError(
       where,
-      `not a device spec: expected KIND:ARG with KIND one of ${INLINE_KINDS.join(', ')} (e.g. ram:1G, file:/tmp/disk.img), or a device name from --config`,
+      `not a device spec: expected KIND:ARG with KIND one of ${ALL_INLINE_KINDS.join(', ')} (e.g. ram:1G, file:/tmp/disk.img, nvme-tcp://HOST:PORT/SUBNQN/NSID), or a device name from --config`,
     );
   const kind = text.slice(0, colon);
+  if (kind === 'nvme-tcp') return parseNvmeTcpUrl(text, where, checkDeviceName);
   const [arg = '', ...opts] = text.slice(colon + 1).split(',');
   if (!(INLINE_KINDS as readonly string[]).includes(kind))
-    throw new ConfigError(where, `unknown device kind "${kind}"; expected one of ${INLINE_KINDS.join(', ')}`);
+    throw new ConfigError(
+      where,
+      `unknown device kind "${kind}"; expected one of ${ALL_INLINE_KINDS.join(', ')}`,
+    );
   const k = kind as (typeof INLINE_KINDS)[number];
   if (arg === '')
     throw new ConfigError(

@@ -105,7 +105,7 @@ test('unknown names and kinds', async () => {
     message: 'unknown device "b"; the config defines no devices',
   });
   await assert.rejects(new DeviceSet().open('tape:1G'), {
-    message: 'device spec "tape:1G": unknown device kind "tape"; expected one of ram, null, file',
+    message: 'device spec "tape:1G": unknown device kind "tape"; expected one of ram, null, file, nvme-tcp',
   });
 });
 
@@ -119,7 +119,7 @@ test('a set opens each name or spec once and closes stacked devices first', asyn
         type: 'linear',
         targets: [
           { device: 'mem', offset: '32M', length: '16M' },
-          { device: 'ram:8M', length: '8M' },
+          { device: 'ram:8M,name=tail', length: '8M' },
         ],
       },
     },
@@ -129,7 +129,7 @@ test('a set opens each name or spec once and closes stacked devices first', asyn
   assert.deepEqual([...all.keys()], ['mem', 'zns', 'flaky', 'lin']);
   const mem = all.get('mem')!;
   assert.equal(await set.open('mem'), mem);
-  assert.equal(await set.open('ram:8M'), await set.open('ram:8M'));
+  assert.equal(await set.open('ram:8M,name=tail'), await set.open('ram:8M,name=tail'));
   assert.equal(set.opened.length, 5, 'mem, zns, flaky, the inline ram and lin');
 
   const zns = all.get('zns')!;
@@ -152,12 +152,51 @@ test('a set opens each name or spec once and closes stacked devices first', asyn
   // The last block of the mapping lives on the inline ram device.
   await lin.write(lin.size - 512, new Uint8Array(512).fill(9));
   const tail = new Uint8Array(512);
-  await (await set.open('ram:8M')).read((8 << 20) - 512, tail);
+  await (await set.open('ram:8M,name=tail')).read((8 << 20) - 512, tail);
   assert.equal(tail[511], 9);
 
   await set.closeAll();
   for (const d of [mem, zns, flaky, lin])
     await assert.rejects(d.read(0, new Uint8Array(512)), { code: ErrorCode.EBADF });
+});
+
+test('unnamed ram: and null: specs are a new device at each use; named ones, files and config names are shared', async (t) => {
+  const set = new DeviceSet(
+    parseConfig({
+      devices: {
+        a: { type: 'zoned', backing: 'ram:16M', zoneSize: '4M' },
+        b: { type: 'zoned', backing: 'ram:16M', zoneSize: '4M' },
+      },
+    }),
+  );
+  try {
+    const r1 = await set.open('ram:16M');
+    const r2 = await set.open('ram:16M');
+    assert.notEqual(r1, r2);
+    // Distinct storage: a write to one is not seen through the other (last block).
+    await r1.write((16 << 20) - 512, new Uint8Array(512).fill(0x5a));
+    const back = new Uint8Array(512).fill(1);
+    await r2.read((16 << 20) - 512, back);
+    assert.ok(back.every((b) => b === 0));
+    assert.notEqual(await set.open('null:1G'), await set.open('null:1G'));
+    assert.equal(await set.open('ram:16M,name=shared'), await set.open('ram:16M,name=shared'));
+    assert.equal(await set.open('null:1G,name=sink'), await set.open('null:1G,name=sink'));
+    // Two config devices over the same inline backing text get one backing device each.
+    const a = await set.open('a');
+    const b = await set.open('b');
+    await a.write(0, new Uint8Array(512).fill(7));
+    const zb = new Uint8Array(512).fill(1);
+    await b.read(0, zb);
+    assert.equal(zb[0], 0, 'b does not see what a wrote');
+    assert.equal(await set.open('a'), a);
+    const dir = await tempDir(t);
+    const spec = `file:${join(dir, 'f.img')},size=1M,create`;
+    assert.equal(await set.open(spec), await set.open(spec));
+    assert.equal(set.opened.length, 11, 'ram×2, null×2, shared, sink, a and b with a backing each, the file');
+  } finally {
+    await set.closeAll();
+  }
+  assert.equal(set.opened.length, 0);
 });
 
 test('linear targets past the end or misaligned name the target', async () => {

@@ -1,9 +1,17 @@
-// Opens BlockDevices from inline specs (`ram:1G`, `file:/img,create,size=1G`) or from config
-// entries by name, and closes all of them again.
+// Opens BlockDevices from inline specs (`ram:1G`, `file:/img,create,size=1G`,
+// `nvme-tcp://HOST:PORT/SUBNQN/NSID`) or from config entries by name, and closes all of them
+// again.
 //
-// - A DeviceSet opens each name or spec text once: asking twice returns the same device, so
-//   `tsblk copy disk disk` copies within one device (and can offload), and a device two
-//   mappings are built on is shared, not opened twice.
+// - A DeviceSet opens each config name, file spec, `name=`d spec and nvme-tcp spec once:
+//   asking twice returns the same device, so `tsblk copy disk disk` copies within one device
+//   (and can offload), and a device two mappings are built on is shared, not opened twice.
+// - An unnamed `ram:` or `null:` spec is a new device at each use: `tsblk copy ram:16M ram:16M`
+//   copies between two RAM disks, and two namespaces with `"device": "ram:1G"` get one each.
+//   (Add `name=` to share one.) Repeating the same text meaning "the same storage" only made
+//   sense for things that have an identity outside the process: files and remote namespaces.
+// - Remote namespaces share one controller association per (address, subsystem NQN, host
+//   NQN) (remote-controllers.ts), so namespaces of one controller can copy between each other;
+//   closeAll() disconnects the associations after closing the devices on them.
 // - Config names win over inline specs; device names cannot contain ':' so the two never clash.
 // - closeAll() closes in reverse opening order — stacked devices before what they stand on —
 //   flushing file devices on the way, and reports the first error after trying every device.
@@ -16,9 +24,11 @@ import { FILE_DEFAULT_COPY_LIMITS, FileDevice } from '../devices/file.js';
 import { NullDevice } from '../devices/null.js';
 import { RamDevice } from '../devices/ram.js';
 import { ZonedDevice } from '../devices/zoned.js';
+import type { NvmeController } from '../host/controller.js';
 import { LinearTarget } from '../mapper/linear.js';
 import { MappedDevice } from '../mapper/mapped-device.js';
 import type { Config } from './config.js';
+import { ControllerPool, type ExtraControllerOptions } from './remote-controllers.js';
 import { ConfigError } from './config-error.js';
 import { joinPath } from './config-fields.js';
 import {
@@ -26,17 +36,32 @@ import {
   parseDeviceSpec,
   type DeviceRef,
   type DeviceSpec,
+  type InlineSpec,
   type LeafSpec,
+  type NvmeTcpSpec,
 } from './device-spec.js';
+import { connectionKey } from './nvme-tcp-spec.js';
+
+export interface DeviceSetOptions {
+  /** Controller options for the NVMe/TCP associations the set opens (timeouts, keep-alive). */
+  controller?: ExtraControllerOptions;
+}
 
 export class DeviceSet {
   readonly config: Config | undefined;
   readonly #byKey = new Map<string, Promise<BlockDevice>>();
   /** Every device opened, in opening order (components before what is built on them). */
   readonly #opened: BlockDevice[] = [];
+  readonly #controllers: ControllerPool;
 
-  constructor(config?: Config) {
+  constructor(config?: Config, options: DeviceSetOptions = {}) {
     this.config = config;
+    this.#controllers = new ControllerPool(options.controller);
+  }
+
+  /** The NVMe/TCP associations this set opened (for `tsblk id-ctrl` and tests). */
+  get controllers(): ControllerPool {
+    return this.#controllers;
   }
 
   /** The devices opened so far, in opening order. */
@@ -64,7 +89,10 @@ export class DeviceSet {
     return out;
   }
 
-  /** Closes every device opened, newest first; throws the first failure after trying all. */
+  /**
+   * Closes every device opened, newest first, then disconnects the NVMe/TCP associations;
+   * throws the first failure after trying all.
+   */
   async closeAll(): Promise<void> {
     let first: unknown;
     for (const dev of this.#opened.splice(0).reverse()) {
@@ -75,6 +103,11 @@ export class DeviceSet {
       }
     }
     this.#byKey.clear();
+    try {
+      await this.#controllers.disconnectAll();
+    } catch (err) {
+      first ??= err;
+    }
     if (first !== undefined) throw first;
   }
 
@@ -85,13 +118,18 @@ export class DeviceSet {
   #once(key: string, make: () => Promise<BlockDevice>): Promise<BlockDevice> {
     let p = this.#byKey.get(key);
     if (!p) {
-      p = make().then((dev) => {
-        this.#opened.push(dev);
-        return dev;
-      });
+      p = this.#track(make());
       this.#byKey.set(key, p);
     }
     return p;
+  }
+
+  /** Records a device for closeAll (once, also when two keys lead to one device). */
+  #track(p: Promise<BlockDevice>): Promise<BlockDevice> {
+    return p.then((dev) => {
+      if (!this.#opened.includes(dev)) this.#opened.push(dev);
+      return dev;
+    });
   }
 
   #openNamed(name: string): Promise<BlockDevice> {
@@ -102,8 +140,12 @@ export class DeviceSet {
     return this.#once(`name:${name}`, () => this.#build(spec, source ? `${source}: ${where}` : where, name));
   }
 
-  #openInline(spec: LeafSpec, text: string): Promise<BlockDevice> {
-    return this.#once(`spec:${text}`, () => this.#build(spec, `device spec "${text}"`));
+  #openInline(spec: InlineSpec, text: string): Promise<BlockDevice> {
+    const where = `device spec "${text}"`;
+    // An unnamed RAM or null device is new at each use (see the top of this file).
+    if ((spec.type === 'ram' || spec.type === 'null') && spec.name === undefined)
+      return this.#track(this.#build(spec, where));
+    return this.#once(`spec:${text}`, () => this.#build(spec, where));
   }
 
   #ref(ref: DeviceRef): Promise<BlockDevice> {
@@ -120,6 +162,8 @@ export class DeviceSet {
       case 'null':
       case 'file':
         return this.#buildLeaf(spec, where, name);
+      case 'nvme-tcp':
+        return this.#buildRemote(spec, where, name);
       case 'zoned': {
         const backing = await this.#ref(spec.backing);
         const { type: _t, backing: _b, name: _n, ...options } = spec;
@@ -168,6 +212,19 @@ export class DeviceSet {
     }
   }
 
+  /**
+   * A namespace of a remote controller. Specs that differ only in their options (or a config
+   * entry and an inline spec) reach the same namespace object through the shared association.
+   */
+  #buildRemote(spec: NvmeTcpSpec, where: string, name?: string): Promise<BlockDevice> {
+    const devName = spec.name ?? name;
+    const key = `nvme-tcp:${connectionKey(spec)}/${spec.nsid}${devName !== undefined ? `#${devName}` : ''}`;
+    return this.#once(key, async () => {
+      const controller = await this.#controllers.get(spec, where);
+      return openRemoteNamespace(controller, spec.nsid, devName);
+    });
+  }
+
   async #buildLeaf(spec: LeafSpec, where: string, name?: string): Promise<BlockDevice> {
     const defaults = spec.type === 'file' ? FILE_DEFAULT_COPY_LIMITS : DEFAULT_COPY_LIMITS;
     const common = {
@@ -200,6 +257,21 @@ export class DeviceSet {
     }
     return dev;
   }
+}
+
+/**
+ * The namespace as a device: the controller's own namespace object (kept current by its
+ * namespace-change events), or, for a device with its own name, a handle opened beside it.
+ */
+async function openRemoteNamespace(
+  controller: NvmeController,
+  nsid: number,
+  name: string | undefined,
+): Promise<BlockDevice> {
+  controller.namespace(nsid); // ENODEV naming the controller when it has no such namespace
+  if (name === undefined) return controller.namespace(nsid);
+  const { RemoteNamespace } = await import('../host/remote-namespace.js');
+  return RemoteNamespace.open(controller, nsid, { name });
 }
 
 /**
