@@ -43,8 +43,12 @@ class RecordingParent implements NamespaceParent {
   get copyFormats() {
     return this.inner.copyFormats;
   }
+  /** Answers a command in place of the controller when it returns a completion. */
+  answer: ((command: HostCommand) => HostCompletion | undefined) | undefined;
   submitIo(command: HostCommand): Promise<HostCompletion> {
     this.commands.push(command);
+    const local = this.answer?.(command);
+    if (local) return Promise.resolve(local);
     return this.inner.submitIo(command);
   }
   identifyNamespace(nsid: number) {
@@ -735,4 +739,33 @@ test('a read-only namespace refuses copy and write locally (EPERM)', async () =>
     got.every((b) => b === 0),
     'an unwritten read-only namespace reads zeroes',
   );
+});
+
+test('writeZeroes: a controller that refuses Write Zeroes (Invalid Opcode) gets zero buffers from then on', async () => {
+  const { ns, parent } = await open();
+  parent.answer = (c) =>
+    c.sqe.opcode === IoOpcode.WRITE_ZEROES
+      ? { status: withDnr(Status.INVALID_OPCODE), dw0: 0, dw1: 0 }
+      : undefined;
+  await ns.write(0, pattern(64 * KiB, 11));
+  await ns.writeZeroes(8 * KiB, 16 * KiB);
+  await ns.writeZeroes(32 * KiB, 4 * KiB, { noUnmap: true });
+  const got = await readDev(ns, 0, 64 * KiB);
+  const want = pattern(64 * KiB, 11);
+  want.fill(0, 8 * KiB, 24 * KiB);
+  want.fill(0, 32 * KiB, 36 * KiB);
+  assert.deepEqual(got, want);
+  // One refused Write Zeroes, then only writes: the refusal is remembered.
+  const ops = parent.opcodes();
+  assert.equal(ops.filter((o) => o === IoOpcode.WRITE_ZEROES).length, 1);
+  assert.equal(ops.filter((o) => o === IoOpcode.WRITE).length, 3);
+  assert.match(String(ns.details().writeZeroes), /zero buffers/);
+});
+
+test('writeZeroes: other statuses are errors, not a fallback', async () => {
+  const { ns, parent } = await open();
+  parent.answer = (c) =>
+    c.sqe.opcode === IoOpcode.WRITE_ZEROES ? { status: withDnr(Status.INTERNAL), dw0: 0, dw1: 0 } : undefined;
+  await rejectsCode(ns.writeZeroes(0, 4 * KiB), ErrorCode.EIO);
+  assert.equal(parent.opcodes().filter((o) => o === IoOpcode.WRITE).length, 0);
 });

@@ -99,6 +99,8 @@ export class RemoteNamespace extends BlockDeviceBase {
   #geo: NamespaceGeometry;
   /** Why the namespace is unusable (removed, reformatted); undefined while it is usable. */
   #gone: string | undefined;
+  /** The controller refused Write Zeroes once: zeroes are written as data from then on. */
+  #writeZeroesRefused = false;
 
   /** Identifies namespace `nsid` of `parent` and opens it. ENODEV when it is not active. */
   static async open(
@@ -214,6 +216,11 @@ export class RemoteNamespace extends BlockDeviceBase {
       copyFormats: [...this.parent.copyFormats].sort((a, b) => a - b).join(',') || 'none',
       copy: !c ? 'none' : c.maxBytes === 0 ? 'offload disabled (copy.maxBytes 0)' : 'offload (NVMe Copy)',
       removed: this.#gone !== undefined,
+      writeZeroes: this.#writeZeroesRefused
+        ? 'written as zero buffers (the controller refused Write Zeroes)'
+        : this.limits.writeZeroes
+          ? 'Write Zeroes command'
+          : 'none',
     };
     if (this.#geo.optimalWriteBytes) d.optimalWriteBytes = this.#geo.optimalWriteBytes;
     if (this.#idNs.nguid.some((b) => b !== 0)) d.nguid = hex(this.#idNs.nguid);
@@ -296,16 +303,40 @@ export class RemoteNamespace extends BlockDeviceBase {
     const step = this.#geo.writeZeroesBlocks * bs;
     for (let at = offset; at < offset + length; at += step) {
       throwIfAborted(options?.signal, `write-zeroes on ${this.name}`);
-      const blocks = Math.min(step, offset + length - at) / bs;
-      await this.#io('write-zeroes', at, {
-        sqe: {
-          opcode: IoOpcode.WRITE_ZEROES,
-          nsid: this.nsid,
-          ...splitLba(at / bs),
-          cdw12: encodeRwCdw12({ nlb: blocks - 1, deac: options?.noUnmap !== true }),
-        },
-        ...signalOf(options),
-      });
+      const bytes = Math.min(step, offset + length - at);
+      if (this.#writeZeroesRefused) {
+        await this.#writeZeroBuffers(at, bytes, options);
+        continue;
+      }
+      try {
+        await this.#io('write-zeroes', at, {
+          sqe: {
+            opcode: IoOpcode.WRITE_ZEROES,
+            nsid: this.nsid,
+            ...splitLba(at / bs),
+            cdw12: encodeRwCdw12({ nlb: bytes / bs - 1, deac: options?.noUnmap !== true }),
+          },
+          ...signalOf(options),
+        });
+      } catch (err) {
+        // A controller may advertise Write Zeroes and still refuse it (nvmet's file backend on
+        // a filesystem without FALLOC_FL_ZERO_RANGE answers Invalid Opcode). Like the kernel
+        // (blkdev_issue_zeroout falls back to writing zero pages and the queue stops issuing
+        // REQ_OP_WRITE_ZEROES), write zeroes from here on.
+        if (!BlockError.is(err) || err.code !== ErrorCode.EOPNOTSUPP) throw err;
+        this.#writeZeroesRefused = true;
+        await this.#writeZeroBuffers(at, bytes, options);
+      }
+    }
+  }
+
+  /** Writes zero-filled buffers, at most maxTransferBytes per command. */
+  async #writeZeroBuffers(offset: number, length: number, options?: IoOptions): Promise<void> {
+    const chunk = Math.min(length, this.limits.maxTransferBytes);
+    const zeroes = new Uint8Array(chunk);
+    for (let at = offset; at < offset + length; at += chunk) {
+      const n = Math.min(chunk, offset + length - at);
+      await this.doWrite(at, zeroes.subarray(0, n), signalOf(options));
     }
   }
 
