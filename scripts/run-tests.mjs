@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs Node's test runner over every *.test.ts under the given folders (default: src and test).
+// Runs Node's test runner over every *.test.ts under the given folders (default: src, test and bench).
 // Node 20's runner neither expands globs nor discovers .ts files, so we list them here and let
 // tsx load the TypeScript.
 import { readdirSync, statSync } from 'node:fs';
@@ -20,7 +20,7 @@ function walk(path) {
     walk(join(path, name));
   }
 }
-for (const root of roots.length ? roots : ['src', 'test']) walk(root);
+for (const root of roots.length ? roots : ['src', 'test', 'bench']) walk(root);
 if (files.length === 0) {
   console.error('run-tests: no *.test.ts files found');
   process.exit(1);
