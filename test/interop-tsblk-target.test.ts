@@ -72,6 +72,7 @@ import {
   REFERENCE_TOO_MANY_RANGES,
   REFERENCE_VALID_COPIES,
 } from './vm/copy-reference.js';
+import { ensureBuilt } from './vm/build-dist.js';
 import { GuestFacts } from './vm/report.js';
 import {
   assertPeers,
@@ -228,42 +229,6 @@ function targetConfig(): object {
       { address: '127.0.0.1', port: 8009, discovery: true },
     ],
   };
-}
-
-/** Files of src/ that `npm run build` compiles, with their output in dist/. */
-function buildInputs(dir = join(PROJECT_ROOT, 'src')): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) {
-      if (e.name !== 'testing') out.push(...buildInputs(p));
-    } else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && e.name !== 'test-io.ts') out.push(p);
-  }
-  return out;
-}
-
-/** Builds dist/ when any source is newer than its output; returns what it did. */
-function ensureBuilt(): string {
-  const stale = buildInputs().filter((src) => {
-    const js = join(PROJECT_ROOT, 'dist', relative(join(PROJECT_ROOT, 'src'), src).replace(/\.ts$/, '.js'));
-    try {
-      return statSync(js).mtimeMs < statSync(src).mtimeMs;
-    } catch {
-      return true;
-    }
-  });
-  if (stale.length === 0) return 'dist/ is current';
-  const t0 = performance.now();
-  const tsc = join(PROJECT_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const b = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], {
-    cwd: PROJECT_ROOT,
-    encoding: 'utf8',
-  });
-  if (b.status !== 0)
-    throw new Error(
-      `npm run build failed (dist/ was stale: ${relative(PROJECT_ROOT, stale[0]!)}):\n${b.stdout}${b.stderr}`,
-    );
-  return `built dist/ in ${((performance.now() - t0) / 1000).toFixed(1)} s (${stale.length} stale files)`;
 }
 
 describe(

@@ -166,3 +166,24 @@ sha() {
   h=$(sha256sum) || return 1
   echo "${h%% *}"
 }
+
+# nvmet_add_ns NQN NSID PATH: one more namespace in a subsystem nvmet_setup made; PATH is a
+# block device or a regular file (nvmet's file backend)
+nvmet_add_ns() {
+  local ns=/sys/kernel/config/nvmet/subsystems/$1/namespaces/$2
+  mkdir "$ns" || return 1
+  echo -n "$3" >"$ns/device_path" || return 1
+  echo 1 >"$ns/enable"
+}
+
+# nvme_ns_for_nqn_nsid NQN NSID: the kernel host's block device of namespace NSID of subsystem NQN
+nvme_ns_for_nqn_nsid() {
+  local s ns
+  for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+    [[ $(cat "$s/subsysnqn" 2>/dev/null) == "$1" ]] || continue
+    for ns in "$s"/nvme*n*; do
+      [[ -e $ns/nsid && $(cat "$ns/nsid") == "$2" ]] && { echo "/dev/${ns##*/}"; return 0; }
+    done
+  done
+  return 1
+}
