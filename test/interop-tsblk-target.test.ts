@@ -50,10 +50,9 @@
 // output. Under CI=true a missing peer fails; elsewhere the file is skipped with the reason.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -79,7 +78,6 @@ import {
   checkPeers,
   guestScript,
   interopSkip,
-  PROJECT_ROOT,
   qemuNvmeArgs,
   runInGuest,
   type GuestResult,
