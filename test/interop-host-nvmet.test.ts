@@ -38,7 +38,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureBuilt } from './vm/build-dist.js';
 import { GuestFacts } from './vm/report.js';
-import { assertPeers, checkPeers, guestScript, interopSkip, runInGuest, type GuestResult } from './vm/vm.js';
+import {
+  assertPeers,
+  checkPeers,
+  guestScript,
+  interopSkip,
+  PROJECT_ROOT,
+  runInGuest,
+  type GuestResult,
+} from './vm/vm.js';
 
 const peers = checkPeers(['nvme', 'ss', 'modprobe', 'blockdev', 'node', 'timeout', 'dmesg']);
 
@@ -182,6 +190,11 @@ function compareDecodes(tsblk: Json, nvme: Json, skip: readonly string[]) {
 const compared = (c: ReturnType<typeof compareDecodes>) =>
   `${c.common.length} fields compared; nvme-cli only: ${c.onlyNvmeCli.join(', ') || 'none'}`;
 
+/** True when the guest's init mounts its own tmpfs or pseudo file system over this path. */
+function hiddenInGuest(path: string): boolean {
+  return ['/tmp', '/run', '/dev', '/proc', '/sys'].some((m) => path === m || path.startsWith(`${m}/`));
+}
+
 describe(
   'interop: tsblk NVMe/TCP host against the kernel nvmet-tcp target (one guest boot)',
   { skip: interopSkip(peers) },
@@ -213,7 +226,9 @@ describe(
             NS1_MIB: String(NS1_MIB),
             NS2_MIB: String(NS2_MIB),
           },
-          shareProject: false, // the project through the root share (cache=loose); see the top
+          // the project through the root share (cache=loose, see the top), unless it lives where
+          // the guest mounts a tmpfs over the host's tree (/tmp, /run: a CI checkout may)
+          shareProject: hiddenInGuest(PROJECT_ROOT),
           rwShares: [dir],
           timeoutMs: 480_000,
         });

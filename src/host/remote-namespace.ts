@@ -16,8 +16,9 @@
 //   namespaces of one controller format 2 (or 3) with SNSID, only once the controller enabled
 //   them (parent.copyFormats; Host Behavior Support CDFE) and both have the same block size.
 //   Requests whose ranges overwrite each other's sources across several Copy commands in a
-//   cycle are refused with EOPNOTSUPP before anything is sent (issueCopy's auto mode does
-//   not fall back to emulation on that yet: such copies need mode 'emulate').
+//   cycle are refused with EOPNOTSUPP before anything is sent; issueCopy's auto mode then
+//   emulates them (read all, then write).
+// - writeZeroes falls back to writing zero buffers once the controller refused Write Zeroes.
 // - Optional controller facts beyond NamespaceParent are used when present: `idCtrlNvm`
 //   (WZSL, DMRL, DMRSL, DMSL) and `cap.mpsmin` (NvmeController has both).
 // - Zoned namespaces (the ZNS command set) are not supported yet: zone operations fail with
