@@ -72,7 +72,7 @@ import {
   REFERENCE_VALID_COPIES,
 } from './vm/copy-reference.js';
 import { ensureBuilt } from './vm/build-dist.js';
-import { GuestFacts } from './vm/report.js';
+import { GuestFacts, guestRunSummary } from './vm/report.js';
 import {
   assertPeers,
   checkPeers,
@@ -284,12 +284,7 @@ describe(
     });
 
     it('boots, runs the guest script to the end and exits 0', (t) => {
-      const parts = [...run.stdout.matchAll(/^fact: part_(\w+)_s=(.*)$/gm)].map((m) => `${m[1]} ${m[2]} s`);
-      t.diagnostic(
-        `${built}; guest kernel ${run.kernelVersion}: boot ${(run.bootMs / 1000).toFixed(1)} s, guest script ` +
-          `${(run.commandMs / 1000).toFixed(1)} s (${parts.join(', ')}), total ${(run.totalMs / 1000).toFixed(1)} s, ` +
-          `${run.attempts} boot(s)`,
-      );
+      t.diagnostic(guestRunSummary(run, built));
       assert.equal(run.exitCode, 0, `guest script failed:\n${facts.tail(30)}\n${run.stderr}`);
       assert.match(run.stdout, /^guest script done$/m);
       assert.deepEqual(facts.failedChecks(), []);

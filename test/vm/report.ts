@@ -38,3 +38,23 @@ export class GuestFacts {
     return this.stdout.trimEnd().split('\n').slice(-n).join('\n');
   }
 }
+
+/** One line on how a guest run went: the build, boot and script times, its timed parts. */
+export function guestRunSummary(
+  run: {
+    stdout: string;
+    kernelVersion: string;
+    bootMs: number;
+    commandMs: number;
+    totalMs: number;
+    attempts: number;
+  },
+  built: string,
+): string {
+  const parts = [...run.stdout.matchAll(/^fact: part_(\w+)_s=(.*)$/gm)].map((m) => `${m[1]} ${m[2]} s`);
+  const s = (ms: number) => (ms / 1000).toFixed(1);
+  return (
+    `${built}; guest kernel ${run.kernelVersion}: boot ${s(run.bootMs)} s, guest script ` +
+    `${s(run.commandMs)} s (${parts.join(', ')}), total ${s(run.totalMs)} s, ${run.attempts} boot(s)`
+  );
+}
