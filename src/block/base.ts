@@ -4,6 +4,7 @@
 
 import type {
   BlockDevice,
+  BlockStatusExtent,
   CopyPathBytes,
   CopyRange,
   DeviceCopyOptions,
@@ -120,6 +121,20 @@ export abstract class BlockDeviceBase implements BlockDevice {
     } catch (err) {
       throw toBlockError(err, `write-zeroes on ${this.name}`);
     }
+  }
+
+  async blockStatus(offset: number, length: number, options?: IoOptions): Promise<BlockStatusExtent[]> {
+    this.checkOpen('block-status');
+    checkRange(this, 'block-status', offset, length);
+    throwIfAborted(options?.signal, 'block-status');
+    if (length === 0) return [];
+    let extents: BlockStatusExtent[];
+    try {
+      extents = await this.doBlockStatus(offset, length, options);
+    } catch (err) {
+      throw toBlockError(err, `block-status on ${this.name}`);
+    }
+    return clampExtents(extents, length);
   }
 
   canCopyFrom(source: BlockDevice): boolean {
@@ -256,6 +271,15 @@ export abstract class BlockDeviceBase implements BlockDevice {
   protected abstract doFlush(options?: IoOptions): Promise<void>;
   protected abstract doClose(): Promise<void>;
 
+  /** Default: everything is data (always correct; devices that know their holes override). */
+  protected doBlockStatus(
+    _offset: number,
+    length: number,
+    _options?: IoOptions,
+  ): Promise<BlockStatusExtent[]> {
+    return Promise.resolve([{ length, hole: false, zero: false }]);
+  }
+
   protected doDiscard(_offset: number, _length: number, _options?: IoOptions): Promise<void> {
     return Promise.reject(new BlockError(ErrorCode.EOPNOTSUPP, `discard on ${this.name}: not implemented`));
   }
@@ -295,4 +319,22 @@ export abstract class BlockDeviceBase implements BlockDevice {
       new BlockError(ErrorCode.EOPNOTSUPP, `zone-append on ${this.name}: not implemented`),
     );
   }
+}
+
+/**
+ * Holds a device's answer to the contract: drops empty extents, cuts the answer at `length`,
+ * and never returns nothing (a device that answered nothing gets one data extent).
+ */
+function clampExtents(extents: readonly BlockStatusExtent[], length: number): BlockStatusExtent[] {
+  const out: BlockStatusExtent[] = [];
+  let covered = 0;
+  for (const e of extents) {
+    if (covered >= length) break;
+    if (!(e.length > 0)) continue;
+    const len = Math.min(e.length, length - covered);
+    out.push(len === e.length ? e : { length: len, hole: e.hole, zero: e.zero });
+    covered += len;
+  }
+  if (out.length === 0) out.push({ length, hole: false, zero: false });
+  return out;
 }

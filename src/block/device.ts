@@ -43,6 +43,18 @@ export interface CopyPathBytes {
   emulated: number;
 }
 
+/**
+ * One extent of a block-status answer: `length` bytes, in order from the offset asked about.
+ * `hole`: not allocated (reads return zeroes when limits.discard.zeroesData, or when `zero`).
+ * `zero`: reads return zeroes. Data that may hold anything is { hole: false, zero: false },
+ * which is always a correct answer (NBD base:allocation, qemu's block status, SEEK_HOLE).
+ */
+export interface BlockStatusExtent {
+  readonly length: number;
+  readonly hole: boolean;
+  readonly zero: boolean;
+}
+
 /** What `tsblk dev info` shows beside the limits. */
 export type DeviceDetails = Record<string, string | number | boolean>;
 
@@ -75,6 +87,14 @@ export interface BlockDevice {
    * `completed` gives, per range, the bytes known copied (a prefix).
    */
   copy(source: BlockDevice, ranges: readonly CopyRange[], options: DeviceCopyOptions): Promise<CopyPathBytes>;
+
+  /**
+   * Allocation of [offset, offset+length): extents in order, at least one, together covering
+   * a prefix of the range (never more than length, never less than one logical block unless
+   * the range is shorter). Callers ask again from where the answer ended. Devices that cannot
+   * tell answer one data extent.
+   */
+  blockStatus(offset: number, length: number, options?: IoOptions): Promise<BlockStatusExtent[]>;
 
   /** Zones from the one containing `offset`, at most maxZones of them. EOPNOTSUPP unless zoned. */
   reportZones(offset: number, maxZones?: number): Promise<Zone[]>;

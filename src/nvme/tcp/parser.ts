@@ -29,7 +29,7 @@
 //   new buffer; so never reuse a buffer after pushing it. SQEs, CQEs and TermReq error data are
 //   small copies that do not keep socket chunks alive.
 
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue } from '../../util/byte-queue.js';
 import { crc32c } from './digest.js';
 import { TcpFatalError } from './errors.js';
 import {
