@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the interop tests need (test/vm/, docs/interop.md): QEMU, the
 # guest kernel (Debian's 6.12, whose modules give the real peers: nvme-tcp, nvmet-tcp, brd,
-# null_blk, ublk_drv, nbd), busybox for the guest's initramfs, and the tools run inside the
-# guest (nvme-cli, fio, e2fsprogs, iproute2).
+# null_blk, ublk_drv, nbd), busybox for the guest's initramfs, the tools run inside the
+# guest (nvme-cli, fio, e2fsprogs, iproute2, nbd-client), and the NBD clients the loopback
+# interop tests run on the host (test/interop-nbd-*.test.ts: libnbd, qemu-img/qemu-io, nbdkit).
 #
 # Debian 12 (bookworm), as root, non-interactive. Idempotent: installs only what is missing and
 # runs `apt-get update` at most once. Quiet unless something goes wrong (then apt's output is
@@ -16,6 +17,11 @@ PKGS=(
   kmod cpio gzip xz-utils zstd binutils # modules.dep, initramfs, .ko.xz, vmlinux extraction (readelf)
   nvme-cli fio iproute2 e2fsprogs  # run inside the guest (the guest uses the host's userland)
   util-linux coreutils mawk        # blockdev, dd, sha256sum, awk (pattern generator) in the guest
+  nbd-client                       # the kernel's NBD client (nbd.ko) against tsblk's NBD export, in the guest
+  libnbd-bin python3-libnbd        # nbdinfo, nbdcopy, and nbdsh's `import nbd` (Debian's /usr/bin/python3)
+  qemu-utils                       # qemu-img and qemu-io: QEMU's NBD client (block status, zero, discard)
+  nbdkit                           # reference NBD server (memory plugin) for cross-checks
+  gnutls-bin                       # certtool: the CA and certificates of the NBD TLS tests
 )
 
 missing=()
