@@ -17,6 +17,9 @@ export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
 export const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 export const NBD_EXTENDED_REPLY_MAGIC = 0x6e8a278c;
 
+/** The IANA-registered NBD port (nbd-server, qemu-nbd and nbdkit listen here by default). */
+export const NBD_DEFAULT_PORT = 10809;
+
 // ---- wire sizes (offsets are in the codecs beside the handshake and transmission) ---------
 
 /** Server greeting: NBDMAGIC, IHAVEOPT, 16-bit handshake flags. */
