@@ -364,6 +364,7 @@ async function setup(style: Style, o: SetupOptions = {}) {
   const closeReasons: string[] = [];
   const t = new NbdTransmission(session, {
     ...(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {}),
+    ...(o.maxInFlightBytes !== undefined ? { maxInFlightBytes: o.maxInFlightBytes } : {}),
     onRequest: (r) => {
       log.push(r);
       o.onRequest?.(r);
@@ -1066,6 +1067,33 @@ test('backpressure: maxInFlight 2 with 10 queued requests', async () => {
   assert.deepEqual(got.sort(), [...cookies].sort());
   assert.equal(dev.maxActive, 2, 'never more than maxInFlight at once');
   for (let i = 0; i < 10; i++) assert.deepEqual(await read(h, i * 4096, 4096), pattern(4096, i));
+  await disconnect(h);
+  h.cleanup();
+});
+
+test('byte budget: writes holding maxInFlightBytes stop further parsing; one large request still runs', async () => {
+  const dev = new HookedRam({ size: MiB });
+  const gates: Array<() => void> = [];
+  dev.hook = (op) => (op === 'write' ? new Promise<void>((r) => gates.push(r)) : undefined);
+  const h = await setup('structured', { device: dev, maxInFlightBytes: 3 * 4096 });
+  const cookies = Array.from({ length: 6 }, (_, i) =>
+    h.send({ type: NBD_CMD_WRITE, offset: i * 4096, payload: pattern(4096, i) }),
+  );
+  await sleep(50);
+  assert.equal(dev.active, 3, 'three 4 KiB writes fill a 12 KiB budget');
+  for (let i = 0; i < 6; i++) {
+    while (gates.length === 0) await sleep(1);
+    gates.shift()!();
+    assert.equal(errorOf(await h.reader.reply()), 0);
+  }
+  assert.equal(dev.maxActive, 3, 'never more than the budget allows');
+  assert.equal(cookies.length, 6);
+  // A single request larger than the whole budget is not starved.
+  h.send({ type: NBD_CMD_WRITE, offset: 0, payload: pattern(64 * 1024, 9) });
+  while (gates.length === 0) await sleep(1);
+  gates.shift()!();
+  assert.equal(errorOf(await h.reader.reply()), 0);
+  assert.deepEqual(await read(h, 0, 64 * 1024), pattern(64 * 1024, 9));
   await disconnect(h);
   h.cleanup();
 });

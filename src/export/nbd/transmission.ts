@@ -108,6 +108,12 @@ import type { NegotiatedSession } from './session.js';
 export interface TransmissionOptions {
   /** Most requests executing at once; more are read only when one finishes (socket paused). Default 64. */
   maxInFlight?: number;
+  /**
+   * Most READ/WRITE payload bytes held by executing requests (write data received, read
+   * buffers allocated). Default 128 MiB. One request always runs even when larger, so the
+   * bound is this plus one request; without it, 64 requests of 32 MiB could hold 2 GiB.
+   */
+  maxInFlightBytes?: number;
   /** Called once when the connection is gone and its requests are done, with why. */
   onClose?: (reason: string) => void;
   /** Per-request observer (metrics, tests): command name, bytes it covered, NBD error (0 ok). */
@@ -115,6 +121,7 @@ export interface TransmissionOptions {
 }
 
 export const DEFAULT_MAX_IN_FLIGHT = 64;
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024;
 /** Most block-status descriptors in one chunk (the spec's SHOULD NOT exceed). */
 export const MAX_STATUS_DESCRIPTORS = 1 << 20;
 /** Most device blockStatus calls for one request. */
@@ -148,6 +155,13 @@ const KNOWN_FLAGS =
   NBD_CMD_FLAG_FAST_ZERO |
   NBD_CMD_FLAG_PAYLOAD_LEN;
 
+/** Bytes a request holds while it runs: its write payload or its read buffer. */
+function payloadBytes(req: NbdRequest): number {
+  if (req.type === NBD_CMD_WRITE) return req.payload?.length ?? 0;
+  if (req.type === NBD_CMD_READ) return Math.min(req.length, NBD_MAX_PAYLOAD);
+  return 0;
+}
+
 function opName(type: number): string {
   return NBD_CMD_NAMES[type] ?? `CMD_${type}`;
 }
@@ -160,6 +174,7 @@ export class NbdTransmission {
   readonly #parser: NbdRequestParser;
   readonly #style: ReplyStyle;
   readonly #maxInFlight: number;
+  readonly #maxInFlightBytes: number;
   readonly #onClose: ((reason: string) => void) | undefined;
   readonly #onRequest: TransmissionOptions['onRequest'];
   readonly #abort = new AbortController();
@@ -169,6 +184,8 @@ export class NbdTransmission {
   /** Parsing requests from the socket (false after DISC, a hang-up, a violation, or once shut down). */
   #reading = true;
   #inFlight = 0;
+  /** READ/WRITE payload bytes of executing requests. */
+  #inFlightBytes = 0;
   #writeBlocked = false;
   #shuttingDown = false;
   /** In-flight requests were given up on (shutdown timeout): close without waiting for them. */
@@ -190,6 +207,10 @@ export class NbdTransmission {
     if (!Number.isSafeInteger(max) || max < 1)
       throw new RangeError(`maxInFlight must be a positive integer, got ${max}`);
     this.#maxInFlight = max;
+    const maxBytes = options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES;
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
+      throw new RangeError(`maxInFlightBytes must be a positive integer, got ${maxBytes}`);
+    this.#maxInFlightBytes = maxBytes;
     this.#onClose = options.onClose;
     this.#onRequest = options.onRequest;
     this.closed = new Promise<string>((resolve) => {
@@ -260,11 +281,7 @@ export class NbdTransmission {
 
   /** Pulls and dispatches requests while there is room, then pauses or resumes the socket. */
   #pump(): void {
-    while (
-      this.#reading &&
-      !this.#writeBlocked &&
-      (this.#shuttingDown || this.#inFlight < this.#maxInFlight)
-    ) {
+    while (this.#reading && !this.#writeBlocked && (this.#shuttingDown || this.#hasRoom())) {
       let req: NbdRequest | undefined;
       try {
         req = this.#parser.next();
@@ -280,10 +297,16 @@ export class NbdTransmission {
 
   #updateFlow(): void {
     if (this.#socketGone) return;
-    const room = this.#shuttingDown || this.#inFlight < this.#maxInFlight;
+    const room = this.#shuttingDown || this.#hasRoom();
     // Not reading any more: keep the socket flowing (data dropped) so the peer's FIN is seen.
     if (!this.#reading || (room && !this.#writeBlocked)) this.#socket.resume();
     else this.#socket.pause();
+  }
+
+  /** Room for one more request: under both the request count and the payload byte budget. */
+  #hasRoom(): boolean {
+    if (this.#inFlight === 0) return true;
+    return this.#inFlight < this.#maxInFlight && this.#inFlightBytes < this.#maxInFlightBytes;
   }
 
   #stopReading(): void {
@@ -305,10 +328,12 @@ export class NbdTransmission {
       return;
     }
     this.#inFlight++;
-    void this.#run(req);
+    const bytes = payloadBytes(req);
+    this.#inFlightBytes += bytes;
+    void this.#run(req, bytes);
   }
 
-  async #run(req: NbdRequest): Promise<void> {
+  async #run(req: NbdRequest, bytes: number): Promise<void> {
     let outcome: Outcome;
     try {
       outcome = await this.#execute(req);
@@ -328,6 +353,7 @@ export class NbdTransmission {
       this.#hardDisconnect(`internal error replying to ${opName(req.type)}: ${(err as Error).message}`);
     } finally {
       this.#inFlight--;
+      this.#inFlightBytes -= bytes;
       if (this.#inFlight === 0) this.#notifyIdle();
       this.#pump();
       this.#maybeEnd();
