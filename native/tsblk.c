@@ -5,13 +5,19 @@
  *   fallocate(fd, mode, offset, len)               -> Promise<undefined>
  *   blockDeviceSize(fd)                            -> number  (ioctl BLKGETSIZE64)
  *   blockDeviceLogicalBlockSize(fd)                -> number  (ioctl BLKSSZGET)
- *   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE
+ *   lseekData(fd, offset, whence)                  -> Promise<number>  (lseek SEEK_DATA /
+ *                                                     SEEK_HOLE; -1 for ENXIO)
+ *   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, SEEK_DATA, SEEK_HOLE
  *
- * The two data-path calls run on libuv's thread pool (napi_create_async_work) so a large
- * copy or a hole punch never blocks the JavaScript thread. Failures are Errors shaped like
- * Node's fs errors: `code` is the errno name ('EXDEV'), `errno` the negated errno number,
- * `syscall` the call's name; copyFileRange errors also carry `bytesCopied`, the bytes done
- * before the failure (always a prefix of the range).
+ * The data-path calls run on libuv's thread pool (napi_create_async_work) so a large copy or
+ * a hole punch never blocks the JavaScript thread. lseekData goes there too: SEEK_DATA /
+ * SEEK_HOLE is cheap on a local filesystem with its extent map cached, but it may read the
+ * extent map from disk (XFS, ext4 with a cold cache) or ask a server (NFS 4.2, FUSE), and an
+ * export serving many connections must not stall on that. ENXIO ("no data at or after
+ * offset", or offset past the end) is an answer, not a failure: it resolves with -1.
+ * Failures are Errors shaped like Node's fs errors: `code` is the errno name ('EXDEV'),
+ * `errno` the negated errno number, `syscall` the call's name; copyFileRange errors also
+ * carry `bytesCopied`, the bytes done before the failure (always a prefix of the range).
  *
  * The caller keeps the file descriptors open until the promise settles: the addon does not
  * own them.
@@ -40,6 +46,10 @@
 #define FALLOC_FL_KEEP_SIZE 0x01
 #define FALLOC_FL_PUNCH_HOLE 0x02
 #define FALLOC_FL_ZERO_RANGE 0x10
+#endif
+#ifndef SEEK_DATA
+#define SEEK_DATA 3
+#define SEEK_HOLE 4
 #endif
 
 /* The largest exact integer a JavaScript number holds (2^53 - 1). */
@@ -129,15 +139,15 @@ static int get_args(napi_env env, napi_callback_info info, size_t want, napi_val
   return 1;
 }
 
-/* ---- async work: one struct for both data-path calls ---- */
+/* ---- async work: one struct for every data-path call ---- */
 
-enum op { OP_COPY_FILE_RANGE, OP_FALLOCATE };
+enum op { OP_COPY_FILE_RANGE, OP_FALLOCATE, OP_LSEEK };
 
 struct work {
   enum op op;
-  int fd_in, fd_out, mode;
+  int fd_in, fd_out, mode; /* mode: fallocate flags, or lseek whence */
   int64_t off_in, off_out, len;
-  int64_t done; /* bytes copied (copy_file_range) */
+  int64_t done; /* bytes copied (copy_file_range), or the resulting offset (lseek) */
   int err;      /* errno, 0 on success */
   napi_deferred deferred;
   napi_async_work async;
@@ -147,6 +157,14 @@ static void execute(napi_env env, void *data) {
   (void)env;
   struct work *w = data;
 #ifdef __linux__
+  if (w->op == OP_LSEEK) {
+    off_t r = lseek(w->fd_in, (off_t)w->off_in, w->mode);
+    if (r < 0)
+      w->err = errno;
+    else
+      w->done = (int64_t)r;
+    return;
+  }
   if (w->op == OP_FALLOCATE) {
     while (fallocate(w->fd_out, w->mode, (off_t)w->off_out, (off_t)w->len) != 0) {
       if (errno != EINTR) {
@@ -177,8 +195,15 @@ static void execute(napi_env env, void *data) {
 static void complete(napi_env env, napi_status status, void *data) {
   struct work *w = data;
   napi_value result = NULL;
-  const char *syscall = w->op == OP_FALLOCATE ? "fallocate" : "copy_file_range";
+  const char *syscall = w->op == OP_FALLOCATE ? "fallocate"
+                        : w->op == OP_LSEEK   ? "lseek"
+                                              : "copy_file_range";
   if (status == napi_cancelled) w->err = ECANCELED;
+  if (w->op == OP_LSEEK && w->err == ENXIO) {
+    /* No data at or after the offset (SEEK_DATA), or the offset is past the end: an answer. */
+    w->err = 0;
+    w->done = -1;
+  }
   if (w->err != 0) {
     result = make_errno_error(env, w->err, syscall);
     if (result != NULL && w->op == OP_COPY_FILE_RANGE) {
@@ -260,6 +285,31 @@ static napi_value fallocate_js(napi_env env, napi_callback_info info) {
   return queue(env, w, "tsblk:fallocate");
 }
 
+static napi_value lseek_data_js(napi_env env, napi_callback_info info) {
+  static const char fn[] = "lseekData";
+  napi_value argv[3];
+  int64_t whence;
+  if (!get_args(env, info, 3, argv, fn)) return NULL;
+  struct work *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    throw_errno(env, ENOMEM, "lseek");
+    return NULL;
+  }
+  w->op = OP_LSEEK;
+  if (!get_fd(env, argv[0], fn, &w->fd_in) || !get_count(env, argv[1], fn, "offset", &w->off_in) ||
+      !get_count(env, argv[2], fn, "whence", &whence)) {
+    free(w);
+    return NULL;
+  }
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+    free(w);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "lseekData: whence must be SEEK_DATA or SEEK_HOLE");
+    return NULL;
+  }
+  w->mode = (int)whence;
+  return queue(env, w, "tsblk:lseekData");
+}
+
 /* ---- block-device ioctls: quick, so synchronous ---- */
 
 static napi_value block_device_size_js(napi_env env, napi_callback_info info) {
@@ -316,9 +366,11 @@ NAPI_MODULE_INIT() {
       !set_function(env, exports, "fallocate", fallocate_js) ||
       !set_function(env, exports, "blockDeviceSize", block_device_size_js) ||
       !set_function(env, exports, "blockDeviceLogicalBlockSize", block_device_logical_block_size_js) ||
+      !set_function(env, exports, "lseekData", lseek_data_js) ||
       !set_int(env, exports, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE) ||
       !set_int(env, exports, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE) ||
-      !set_int(env, exports, "FALLOC_FL_ZERO_RANGE", FALLOC_FL_ZERO_RANGE)) {
+      !set_int(env, exports, "FALLOC_FL_ZERO_RANGE", FALLOC_FL_ZERO_RANGE) ||
+      !set_int(env, exports, "SEEK_DATA", SEEK_DATA) || !set_int(env, exports, "SEEK_HOLE", SEEK_HOLE)) {
     napi_throw_error(env, "ENAPI", "tsblk_native: could not set up exports");
     return NULL;
   }

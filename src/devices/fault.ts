@@ -26,6 +26,10 @@
 //   when the schedule was set (dm-flakey's up/down). While down every operation fails with
 //   ENODEV (or the chosen code). `down()` / `up()` force it by hand; a manual down wins over
 //   the schedule until `up()`.
+// - blockStatus passes through to the inner device. It fails while the device is down (every
+//   operation does), but error rules and delays do not apply: it reads no data, so a bad block
+//   shows when it is read, and a client's block-status queries do not shift the afterCount
+//   of read rules.
 // - close() flushes through the faults but leaves the inner device open: whoever opened the
 //   inner device owns it.
 
@@ -33,6 +37,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   BlockDevice,
+  BlockStatusExtent,
   CopyPathBytes,
   CopyRange,
   DeviceCopyOptions,
@@ -315,7 +320,7 @@ export class FaultDevice extends BlockDeviceBase {
     if (hit) throw this.#inject(op, hit);
   }
 
-  #checkUp(op: FaultOp): void {
+  #checkUp(op: FaultOp | 'block-status'): void {
     const code = this.#downCode();
     if (code === undefined) return;
     this.#injected++;
@@ -380,6 +385,15 @@ export class FaultDevice extends BlockDeviceBase {
   }
 
   protected async doClose(): Promise<void> {}
+
+  protected override async doBlockStatus(
+    offset: number,
+    length: number,
+    options?: IoOptions,
+  ): Promise<BlockStatusExtent[]> {
+    this.#checkUp('block-status');
+    return this.inner.blockStatus(offset, length, options);
+  }
 
   protected override async doDiscard(offset: number, length: number, options?: IoOptions): Promise<void> {
     await this.#enter('discard', options?.signal, [{ ops: ['discard'], offset, length }]);

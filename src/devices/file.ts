@@ -22,12 +22,21 @@
 //   instead. Sources behave as if all were read before any destination is written: on the
 //   same file, a source overlapping any destination of the request is read into memory
 //   first (bounded by limits.copy.maxBytes, default 64 MiB) and written back as `emulated`.
+// - blockStatus on a regular file walks it with lseek SEEK_DATA / SEEK_HOLE (native addon,
+//   on the thread pool): holes are { hole, zero }, the rest data. At most
+//   FILE_MAX_STATUS_EXTENTS extents per answer (the caller asks again from where it ended);
+//   boundaries finer than the logical block size (a filesystem with smaller blocks) are
+//   widened to whole blocks that count as data unless every part is a hole. A filesystem
+//   without hole tracking reports everything as data, which is correct. Block devices, the
+//   missing addon, and lseek failing with EINVAL / EOPNOTSUPP / ENOSYS answer one data
+//   extent (the default); other lseek errors fail the request.
 // - close() waits for operations in flight, so no file descriptor is used after it closes.
 
 import { constants, type Stats } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import type {
   BlockDevice,
+  BlockStatusExtent,
   CopyPathBytes,
   CopyRange,
   DeviceCopyOptions,
@@ -40,6 +49,7 @@ import { overlaps } from '../block/checks.js';
 import { BlockError, CopyError, ErrorCode, throwIfAborted, toBlockError } from '../block/errors.js';
 import type { CopyLimits, QueueLimits } from '../block/limits.js';
 import { isNativeError, loadNative, nativeStatus, type NativeAddon } from '../native/addon.js';
+import { ExtentList, alignRuns } from '../util/extent-list.js';
 
 export interface FileDeviceOptions {
   /** A regular file or a block device node. */
@@ -73,12 +83,16 @@ export const FILE_DEFAULT_COPY_LIMITS: Readonly<CopyLimits> = Object.freeze({
   maxRanges: 256,
   maxRangeBytes: 64 * 1024 * 1024,
 });
+/** Most extents in one blockStatus answer: each costs two lseek calls. */
+export const FILE_MAX_STATUS_EXTENTS = 1024;
 /** Buffer for emulated copies and for zeroes written where fallocate cannot. */
 const BOUNCE_BYTES = 1024 * 1024;
 
 /** copy_file_range / fallocate errors that mean "not here", not "failed": fall back. */
 const COPY_FALLBACK_CODES = new Set(['EXDEV', 'EINVAL', 'ENOSYS', 'EOPNOTSUPP']);
 const FALLOCATE_FALLBACK_CODES = new Set(['ENOSYS', 'EOPNOTSUPP']);
+/** lseek errors that mean "SEEK_DATA / SEEK_HOLE is not available here": answer "data". */
+const SEEK_FALLBACK_CODES = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP']);
 
 let zeroes: Buffer | undefined;
 
@@ -329,6 +343,12 @@ export class FileDevice extends BlockDeviceBase {
     return this.#track(this.#zeroRange(offset, length, options?.noUnmap !== true));
   }
 
+  protected override doBlockStatus(offset: number, length: number): Promise<BlockStatusExtent[]> {
+    const native = this.#native;
+    if (!native || this.#block) return super.doBlockStatus(offset, length);
+    return this.#track(this.#seekExtents(native, offset, length));
+  }
+
   protected override doCopy(source: BlockDevice, ranges: readonly CopyRange[], options: DeviceCopyOptions) {
     const src = source as FileDevice; // canCopyFrom admits only FileDevices
     if (src.closed)
@@ -365,6 +385,38 @@ export class FileDevice extends BlockDeviceBase {
     return kind === 'punch'
       ? n.FALLOC_FL_PUNCH_HOLE | n.FALLOC_FL_KEEP_SIZE
       : n.FALLOC_FL_ZERO_RANGE | n.FALLOC_FL_KEEP_SIZE;
+  }
+
+  /** Walks [offset, offset+length) with SEEK_DATA / SEEK_HOLE, at most FILE_MAX_STATUS_EXTENTS extents. */
+  async #seekExtents(native: NativeAddon, offset: number, length: number): Promise<BlockStatusExtent[]> {
+    const fd = this.#fh.fd;
+    const end = offset + length;
+    const out = new ExtentList();
+    try {
+      for (let pos = offset; pos < end && out.count < FILE_MAX_STATUS_EXTENTS;) {
+        // -1: no data from pos to the end of the file, and bytes past it read as zeroes.
+        const data = await native.lseekData(fd, pos, native.SEEK_DATA);
+        const dataAt = data < 0 ? end : Math.min(end, Math.max(pos, data));
+        out.push(dataAt - pos, true, true);
+        pos = dataAt;
+        if (pos >= end) break;
+        const hole = await native.lseekData(fd, pos, native.SEEK_HOLE);
+        if (hole < 0) {
+          // The file shrank under us since SEEK_DATA: the rest reads as zeroes.
+          out.push(end - pos, true, true);
+          break;
+        }
+        // A hole at pos means a concurrent change; one block of data is still a true answer.
+        const holeAt = hole > pos ? Math.min(end, hole) : Math.min(end, pos + this.limits.logicalBlockSize);
+        out.push(holeAt - pos, false, false);
+        pos = holeAt;
+      }
+    } catch (err) {
+      if (isNativeError(err) && SEEK_FALLBACK_CODES.has(err.code)) return super.doBlockStatus(offset, length);
+      throw err;
+    }
+    // The last step may have added two extents (a hole and data) past the cap.
+    return alignRuns(out.toArray(), this.limits.logicalBlockSize).slice(0, FILE_MAX_STATUS_EXTENTS);
   }
 
   /** Zeroes a range: punch a hole (when unmapping is allowed), else zero the range, else write zeroes. */

@@ -2,10 +2,12 @@
 // zeroes, writes are accepted and dropped, discard / write zeroes / flush succeed, and copy
 // offload (within the device) succeeds without moving a byte while reporting every byte as
 // offloaded. It measures the stack above a device, and lets memory-budget tests run at any
-// size. Options and defaults are the RAM device's (see ram.ts).
+// size. blockStatus answers one hole that reads as zeroes: nothing is ever stored. Options
+// and defaults are the RAM device's (see ram.ts).
 
 import type {
   BlockDevice,
+  BlockStatusExtent,
   CopyPathBytes,
   CopyRange,
   DeviceCopyOptions,
@@ -40,6 +42,13 @@ export class NullDevice extends BlockDeviceBase {
   protected async doWrite(_offset: number, _data: Uint8Array, _options?: WriteOptions): Promise<void> {}
   protected async doFlush(_options?: IoOptions): Promise<void> {}
   protected async doClose(): Promise<void> {}
+  protected override async doBlockStatus(
+    _offset: number,
+    length: number,
+    _options?: IoOptions,
+  ): Promise<BlockStatusExtent[]> {
+    return [{ length, hole: true, zero: true }];
+  }
   protected override async doDiscard(_offset: number, _length: number, _options?: IoOptions): Promise<void> {}
   protected override async doWriteZeroes(
     _offset: number,

@@ -11,11 +11,16 @@
 //   a bounce buffer, and a hole copied stays a hole. Every byte is reported as offloaded.
 //   (A subclass that widens canCopyFrom gets a correct copy from the other device too: all
 //   sources are read through its read() first, then written.)
+// - blockStatus: chunks never written (or freed by discard / write zeroes) are holes that read
+//   as zeroes; allocated chunks are data, even when they hold zeroes (write zeroes with
+//   noUnmap keeps its chunks). The answer covers the whole range in one array and costs
+//   O(log n + allocated chunks in the range), so a 1 TiB device answers at once.
 // - Defaults: 512-byte logical blocks, 4096-byte physical blocks (a page, as brd),
 //   maxTransferBytes 32 MiB, copy limits DEFAULT_COPY_LIMITS.
 
 import type {
   BlockDevice,
+  BlockStatusExtent,
   CopyPathBytes,
   CopyRange,
   DeviceCopyOptions,
@@ -98,6 +103,14 @@ export class RamDevice extends BlockDeviceBase {
 
   protected async doClose(): Promise<void> {
     this.#store.clear();
+  }
+
+  protected override async doBlockStatus(
+    offset: number,
+    length: number,
+    _options?: IoOptions,
+  ): Promise<BlockStatusExtent[]> {
+    return this.#store.extents(offset, length);
   }
 
   protected override async doDiscard(offset: number, length: number, _options?: IoOptions): Promise<void> {

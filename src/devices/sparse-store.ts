@@ -2,9 +2,16 @@
 // write. Unwritten bytes (holes) read as zeroes and cost no memory, so a 1 TiB RAM disk
 // costs only what is written. The RAM device (and anything else that wants memory-backed
 // blocks) keeps its data here; offsets are already checked by the caller.
+//
+// Allocation is reported by extents(): the allocated chunk indexes are also kept in a sorted
+// array, so an answer costs O(log n + chunks in the range) whatever the store's size. Keeping
+// it sorted costs a binary search and an array splice per chunk allocated or freed, which is
+// small beside allocating or freeing the 1 MiB chunk itself (and appending, the sequential
+// write case, moves nothing).
 
-import type { CopyRange } from '../block/device.js';
+import type { BlockStatusExtent, CopyRange } from '../block/device.js';
 import { overlaps } from '../block/checks.js';
+import { ExtentList } from '../util/extent-list.js';
 
 /** Default chunk size: large enough that a 1 MiB copy is one Buffer.copy, small enough to stay sparse. */
 export const SPARSE_CHUNK_BYTES = 1024 * 1024;
@@ -23,6 +30,8 @@ export class SparseStore {
   readonly size: number;
   readonly chunkBytes: number;
   readonly #chunks = new Map<number, Buffer>();
+  /** The keys of #chunks, ascending. */
+  readonly #indexes: number[] = [];
   #allocated = 0;
   #zero: Buffer | undefined;
 
@@ -82,10 +91,58 @@ export class SparseStore {
     ranges.forEach((r, i) => this.#copyRange(sources[i]!, r.dst, r.len));
   }
 
+  /**
+   * Allocation of [offset, offset+length), in order and covering all of it: chunks never
+   * written (or freed) are holes that read as zeroes; allocated chunks are data, whatever
+   * they hold (a chunk zeroed with keepAllocated stays data). Adjacent equal extents merge.
+   */
+  extents(offset: number, length: number): BlockStatusExtent[] {
+    const out = new ExtentList();
+    const end = offset + length;
+    const cb = this.chunkBytes;
+    let pos = offset;
+    for (let i = this.#firstIndexFrom(Math.floor(offset / cb)); i < this.#indexes.length; i++) {
+      const start = this.#indexes[i]! * cb;
+      if (start >= end) break;
+      const from = Math.max(start, pos);
+      const to = Math.min(start + cb, end);
+      out.push(from - pos, true, true);
+      out.push(to - from, false, false);
+      pos = to;
+    }
+    out.push(end - pos, true, true);
+    return out.toArray();
+  }
+
   /** Drops every chunk. */
   clear(): void {
     this.#chunks.clear();
+    this.#indexes.length = 0;
     this.#allocated = 0;
+  }
+
+  /** Position in #indexes of the first allocated chunk index ≥ idx (binary search). */
+  #firstIndexFrom(idx: number): number {
+    const a = this.#indexes;
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (a[mid]! < idx) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  #addIndex(idx: number): void {
+    const a = this.#indexes;
+    if (a.length === 0 || a[a.length - 1]! < idx) a.push(idx);
+    else a.splice(this.#firstIndexFrom(idx), 0, idx);
+  }
+
+  #removeIndex(idx: number): void {
+    const i = this.#firstIndexFrom(idx);
+    if (this.#indexes[i] === idx) this.#indexes.splice(i, 1);
   }
 
   /** Calls fn for each chunk-bounded piece of [offset, offset+length): chunk index, offset in chunk, length, position. */
@@ -118,6 +175,7 @@ export class SparseStore {
       const clen = this.#chunkLen(idx);
       chunk = at === 0 && len === clen ? Buffer.allocUnsafe(clen) : Buffer.alloc(clen);
       this.#chunks.set(idx, chunk);
+      this.#addIndex(idx);
       this.#allocated += clen;
     }
     return chunk;
@@ -128,6 +186,7 @@ export class SparseStore {
     if (!chunk) return;
     if (!keepAllocated && (len === chunk.length || (chunk.fill(0, at, at + len), this.#isZero(chunk)))) {
       this.#chunks.delete(idx);
+      this.#removeIndex(idx);
       this.#allocated -= chunk.length;
       return;
     }

@@ -46,10 +46,17 @@
 //   is read before any destination is written. When the copied pieces need several backing
 //   requests and one writes what another reads, their sources are read into memory first
 //   (counted as emulated bytes; EOPNOTSUPP when offload was forced).
+// - blockStatus: bytes at or above a sequential zone's write pointer (the same bound reads
+//   use) are holes that read as zeroes; below it, and in conventional zones, the backing is
+//   asked (a RAM backing reports written-then-zeroed chunks as holes). An OFFLINE zone is
+//   reported as data rather than failing: "data" is always correct, and a read then fails
+//   with ZONE_OFFLINE where the caller can see it. An answer stops where the backing's
+//   answer falls short or after ZONED_MAX_STATUS_EXTENTS extents; the caller asks again.
 // - close() flushes but leaves the backing device open: its owner closes it.
 
 import type {
   BlockDevice,
+  BlockStatusExtent,
   CopyPathBytes,
   CopyRange,
   DeviceCopyOptions,
@@ -71,6 +78,10 @@ import {
 import { copyOffloadEnabled, isPowerOfTwo, type QueueLimits } from '../block/limits.js';
 import { ZoneState, type Zone } from '../block/zone.js';
 import { ZoneTable, type ForcedZoneCondition, type ZoneTableGeometry } from './zone-table.js';
+import { ExtentList } from '../util/extent-list.js';
+
+/** Most extents in one blockStatus answer. */
+export const ZONED_MAX_STATUS_EXTENTS = 1024;
 
 export interface ZonedDeviceOptions {
   /** Default: zoned-<backing name>. */
@@ -179,6 +190,54 @@ export class ZonedDevice extends BlockDeviceBase {
     buffer.fill(0, pos - offset);
     for (const { from, to } of extents)
       await this.backing.read(from, buffer.subarray(from - offset, to - offset), options);
+  }
+
+  protected override async doBlockStatus(
+    offset: number,
+    length: number,
+    options?: IoOptions,
+  ): Promise<BlockStatusExtent[]> {
+    const out = new ExtentList();
+    for (const seg of this.#statusSegments(offset, offset + length)) {
+      if (out.count >= ZONED_MAX_STATUS_EXTENTS) break;
+      const len = seg.to - seg.from;
+      if (seg.kind === 'zero') out.push(len, true, true);
+      else if (seg.kind === 'data') out.push(len, false, false);
+      else {
+        const answer = await this.backing.blockStatus(seg.from, len, options);
+        if (out.pushAll(answer, len) < len) break; // the backing answered a prefix: stop there
+      }
+    }
+    return out.toArray().slice(0, ZONED_MAX_STATUS_EXTENTS); // the backing may have answered many
+  }
+
+  /**
+   * Cuts [offset, end) by what backs it: 'backing' (conventional zones, bytes below a write
+   * pointer), 'zero' (at or above a write pointer) and 'data' (offline zones), adjacent
+   * pieces of one kind merged, at most ZONED_MAX_STATUS_EXTENTS pieces.
+   */
+  #statusSegments(offset: number, end: number): StatusSegment[] {
+    const t = this.#table;
+    const segs: StatusSegment[] = [];
+    const add = (kind: StatusSegment['kind'], from: number, to: number) => {
+      if (to <= from) return;
+      const last = segs.at(-1);
+      if (last && last.kind === kind && last.to === from) last.to = to;
+      else segs.push({ kind, from, to });
+    };
+    for (let pos = offset; pos < end && segs.length < ZONED_MAX_STATUS_EXTENTS;) {
+      const z = t.indexOf(pos);
+      const zoneEnd = Math.min(end, t.start(z) + t.length(z));
+      if (t.isConventional(z)) add('backing', pos, zoneEnd);
+      else if (t.state(z) === ZoneState.OFFLINE) add('data', pos, zoneEnd);
+      else {
+        const valid = Math.min(zoneEnd, Math.max(pos, t.readableEnd(z, 'block-status')));
+        add('backing', pos, valid);
+        add('zero', valid, zoneEnd);
+      }
+      pos = zoneEnd;
+    }
+    return segs;
   }
 
   protected override doWrite(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
@@ -586,6 +645,13 @@ interface CopyPiece {
   len: number;
   /** Bytes of the piece's prefix known written. */
   done: number;
+}
+
+/** A piece of a blockStatus range: ask the backing, or known without asking. */
+interface StatusSegment {
+  readonly kind: 'backing' | 'zero' | 'data';
+  readonly from: number;
+  to: number;
 }
 
 interface CopyPlan {

@@ -19,6 +19,8 @@
 //   cycle are refused with EOPNOTSUPP before anything is sent; issueCopy's auto mode then
 //   emulates them (read all, then write).
 // - writeZeroes falls back to writing zero buffers once the controller refused Write Zeroes.
+// - blockStatus keeps the default (everything is data): NVMe's Get LBA Status is optional
+//   and not implemented here.
 // - Optional controller facts beyond NamespaceParent are used when present: `idCtrlNvm`
 //   (WZSL, DMRL, DMRSL, DMSL) and `cap.mpsmin` (NvmeController has both).
 // - Zoned namespaces (the ZNS command set) are not supported yet: zone operations fail with

@@ -15,10 +15,19 @@
 //   zones.ts); zone operations then pass through with translated offsets, and resetAllZones
 //   resets only the zones the mapping covers (all of a component only when it is mapped
 //   whole).
+// - blockStatus: each run of the range asks its component for the mapped bytes, in order,
+//   and the answers are concatenated (adjacent equal extents merged) until a component
+//   answers a prefix short of its run or MAPPED_MAX_STATUS_EXTENTS extents are collected;
+//   no extent crosses a target boundary with flags the next target did not report. A
+//   component with smaller blocks than the mapping has its answer widened to whole mapping
+//   blocks (a shared block is a hole / zero only when every part is). Whatever a target maps
+//   onto answers for it: a zero target's device reports holes that read as zeroes, an error
+//   target's device "data" (the default), so the error surfaces on read, not here.
 // - close() flushes but leaves the components open: whoever opened them owns them.
 
 import type {
   BlockDevice,
+  BlockStatusExtent,
   CopyPathBytes,
   CopyRange,
   DeviceCopyOptions,
@@ -35,6 +44,10 @@ import { copyThroughTable } from './mapped-copy.js';
 import { Table, type MappedRun } from './table.js';
 import type { Target } from './target.js';
 import { tableZonedLimits } from './zones.js';
+import { ExtentList, alignRuns } from '../util/extent-list.js';
+
+/** Most extents in one blockStatus answer; the caller asks again from where it ended. */
+export const MAPPED_MAX_STATUS_EXTENTS = 1024;
 
 export interface MappedDeviceOptions {
   /** Default dm-0, dm-1, ... */
@@ -133,6 +146,24 @@ export class MappedDevice extends BlockDeviceBase {
     await settleAll(
       this.table.runs(offset, length).map((r) => r.device.writeZeroes(r.offset, r.length, options)),
     );
+  }
+
+  protected override async doBlockStatus(
+    offset: number,
+    length: number,
+    options?: IoOptions,
+  ): Promise<BlockStatusExtent[]> {
+    const lbs = this.limits.logicalBlockSize;
+    const out = new ExtentList();
+    for (const r of this.table.runs(offset, length)) {
+      if (out.count >= MAPPED_MAX_STATUS_EXTENTS) break;
+      const answer = await this.#component('block-status', () =>
+        r.device.blockStatus(r.offset, r.length, options),
+      );
+      const runs = r.device.limits.logicalBlockSize < lbs ? alignRuns(answer, lbs) : answer;
+      if (out.pushAll(runs, r.length) < r.length) break; // a prefix: the caller asks again from its end
+    }
+    return out.toArray().slice(0, MAPPED_MAX_STATUS_EXTENTS); // a component may have answered many
   }
 
   protected override doCopy(

@@ -26,9 +26,18 @@ export interface NativeAddon {
   blockDeviceSize(fd: number): number;
   /** ioctl(BLKSSZGET): a block device's logical block size. */
   blockDeviceLogicalBlockSize(fd: number): number;
+  /**
+   * lseek(2) with SEEK_DATA or SEEK_HOLE (the constants below), on the thread pool: resolves
+   * with the resulting offset, or -1 for ENXIO (SEEK_DATA: no data at or after offset; either:
+   * offset at or past the end of the file). A filesystem without hole tracking reports the
+   * whole file as data.
+   */
+  lseekData(fd: number, offset: number, whence: number): Promise<number>;
   readonly FALLOC_FL_KEEP_SIZE: number;
   readonly FALLOC_FL_PUNCH_HOLE: number;
   readonly FALLOC_FL_ZERO_RANGE: number;
+  readonly SEEK_DATA: number;
+  readonly SEEK_HOLE: number;
 }
 
 /** The error shape the addon rejects with. */
@@ -69,6 +78,7 @@ function load(): { addon: NativeAddon | undefined; reason: string } {
       'fallocate',
       'blockDeviceSize',
       'blockDeviceLogicalBlockSize',
+      'lseekData',
     ] as const) {
       if (typeof mod[fn] !== 'function')
         return { addon: undefined, reason: `${path} lacks ${fn}(); rebuild it` };
