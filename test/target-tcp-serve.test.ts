@@ -107,7 +107,7 @@ describe('tsblk serve with a config (file namespace, non-default port)', () => {
 });
 
 it('tsblk serve with no config serves the default namespace on the --listen address', async () => {
-  const d = await startServe(['--listen', '127.0.0.1:0', '--no-discovery']);
+  const d = await startServe(['--listen', '127.0.0.1:0', '--no-discovery', '--no-nbd']);
   try {
     const port = listenerPort(d.stdout(), 'I/O');
     assert.doesNotMatch(d.stdout(), /discover/);

@@ -1,4 +1,4 @@
-// The `tsblk` command line. One file per command (dev-info.ts, copy.ts, demo.ts, serve.ts,
+// The `tsblk` command line. One file per command (dev-info.ts, copy.ts, demo.ts, serve.ts, nbd.ts,
 // and the NVMe host commands discover.ts, connect.ts, id-ctrl.ts, id-ns.ts);
 // this file wires them into a commander program and maps errors to exit codes:
 // 0 success, 1 failure (`tsblk: <message>` on stderr), 2 usage error, 130 interrupted copy.
@@ -23,6 +23,7 @@ import { registerDiscover } from './discover.js';
 import { EXIT_OK, EXIT_USAGE, reportError } from './errors.js';
 import { registerIdCtrl } from './id-ctrl.js';
 import { registerIdNs } from './id-ns.js';
+import { registerNbd } from './nbd.js';
 import type { CliIo } from './output.js';
 import { registerServe } from './serve.js';
 
@@ -68,6 +69,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   registerCopy(program, io, setExit);
   registerDemo(program, io, setExit);
   registerServe(program, io, setExit);
+  registerNbd(program, io, setExit);
   registerDiscover(program, io);
   registerConnect(program, io);
   registerIdCtrl(program, io);

@@ -1,11 +1,15 @@
-// `tsblk serve [config.json]`: runs the NVMe/TCP target until SIGINT or SIGTERM (what
-// `npm start` runs). Without a config it serves one subsystem over a 1 GiB RAM namespace on
-// 127.0.0.1:4420 with discovery on 127.0.0.1:8009, and prints the nvme-cli lines to use.
-// docs/serve.md has the details.
+// `tsblk serve [config.json]`: runs the NVMe/TCP target and the NBD server until SIGINT or
+// SIGTERM (what `npm start` runs). Without a config it serves one subsystem over a 1 GiB RAM
+// namespace on 127.0.0.1:4420 with discovery on 127.0.0.1:8009, the same device as NBD export
+// ram0 (and the default export) on 127.0.0.1:10809, and prints the nvme-cli lines and NBD
+// URIs to use. docs/serve.md has the details.
 //
 //   --listen ADDR:PORT            I/O listener (repeatable); replaces the config's or the default
 //   --discovery-listen ADDR:PORT  discovery listener (repeatable); likewise
 //   --no-discovery                no discovery listener
+//   --nbd-listen ADDR:PORT|PATH   NBD listener (repeatable; a PATH with a '/' is a unix socket);
+//                                 replaces the config's or the default
+//   --no-nbd                      no NBD server
 //   -v, --verbose                 log connections and transport errors to stderr
 //
 // IPv6 addresses go in brackets: --listen [::1]:4420. Port 0 picks a free port (printed).
@@ -13,8 +17,11 @@
 // or close); a second one exits at once with 130.
 
 import { isIP } from 'node:net';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import type { NbdListenConfig } from '../server/config-nbd.js';
 import { formatSize } from '../server/size.js';
+import { formatHostPort } from '../target/port.js';
 import { loadConfig } from '../server/config.js';
 import { Server, type ListenAddress } from '../server/serve.js';
 import type { Namespace } from '../target/namespace.js';
@@ -39,6 +46,12 @@ export function parseListenAddress(text: string, option: string): ListenAddress 
   return { address, port };
 }
 
+/** An NBD listener: ADDRESS:PORT, or a unix socket path (anything with a '/'). */
+export function parseNbdListen(text: string, option: string): NbdListenConfig {
+  if (text.includes('/')) return { path: resolve(text) };
+  return parseListenAddress(text, option);
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -57,6 +70,8 @@ interface ServeCliOptions {
   listen: string[];
   discoveryListen: string[];
   discovery: boolean;
+  nbdListen: string[];
+  nbd: boolean;
   verbose?: boolean;
 }
 
@@ -70,6 +85,8 @@ export async function serve(
   const discoveryListen = opts.discoveryListen.map((t) => parseListenAddress(t, '--discovery-listen'));
   if (!opts.discovery && discoveryListen.length)
     throw new UsageError('--no-discovery and --discovery-listen contradict each other');
+  const nbdListen = opts.nbdListen.map((t) => parseNbdListen(t, '--nbd-listen'));
+  if (!opts.nbd && nbdListen.length) throw new UsageError('--no-nbd and --nbd-listen contradict each other');
   const config = configFile === undefined ? undefined : await loadConfig(configFile);
   const log = opts.verbose ? (line: string) => void io.stderr.write(`tsblk serve: ${line}\n`) : undefined;
   const server = await Server.start({
@@ -77,13 +94,17 @@ export async function serve(
     listen,
     discoveryListen,
     discovery: opts.discovery,
+    nbdListen,
+    nbd: opts.nbd,
     transport: log ? { log } : {},
+    ...(log ? { nbdLog: (line: string) => log(`nbd: ${line}`) } : {}),
   });
 
   const out = io.stdout;
-  out.write(
-    `tsblk serve: NVMe/TCP target running (pid ${process.pid})${config ? ` from ${configFile}` : ''}\n`,
-  );
+  const what = [server.listeners.length ? 'NVMe/TCP target' : '', server.nbd ? 'NBD server' : '']
+    .filter(Boolean)
+    .join(' and ');
+  out.write(`tsblk serve: ${what} running (pid ${process.pid})${config ? ` from ${configFile}` : ''}\n`);
   for (const s of server.subsystems) {
     const access = s.allowAnyHost ? 'any host' : `hosts ${s.hosts.join(', ')}`;
     out.write(`  subsystem ${s.nqn} (${access})\n`);
@@ -93,8 +114,29 @@ export async function serve(
     out.write(
       `  listening on ${Server.formatListener(l)}: ${l.kind === 'io' ? 'I/O' : 'discovery'}, port ID ${l.portid}\n`,
     );
-  out.write('connect a Linux host with:\n');
-  for (const line of server.connectCommands()) out.write(`  ${line}\n`);
+  if (server.nbd) {
+    for (const e of server.nbd.exports) {
+      const isDefault = server.nbd.defaultExport === e && e.name !== '';
+      const ro = e.readOnly || e.device.limits.readOnly;
+      out.write(
+        `  NBD export ${JSON.stringify(e.name)}${isDefault ? ' (default)' : ''}: ${e.device.name} (${e.device.kind}, ${formatSize(e.device.size)}${ro ? ', read-only' : ''})\n`,
+      );
+    }
+    const tls = server.nbd.tls;
+    for (const l of server.nbdListeners)
+      out.write(
+        `  listening on ${l.address.path ?? formatHostPort(l.address.host!, l.address.port!)}: NBD${tls ? (tls.required ? ', TLS required' : ', TLS optional') : ''}\n`,
+      );
+  }
+  const commands = server.connectCommands();
+  if (commands.length) {
+    out.write('connect a Linux host with:\n');
+    for (const line of commands) out.write(`  ${line}\n`);
+  }
+  if (server.nbd) {
+    out.write('NBD clients (nbdinfo, qemu-img, nbdcopy) use:\n');
+    for (const l of server.nbdListeners) for (const uri of l.uris) out.write(`  ${uri}\n`);
+  }
   out.write('stop with Ctrl-C (SIGINT) or SIGTERM\n');
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -129,9 +171,9 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
   program
     .command('serve')
     .description(
-      'run the NVMe/TCP target (default: one 1 GiB RAM namespace on 127.0.0.1:4420, discovery on 127.0.0.1:8009)',
+      'run the NVMe/TCP target and NBD server (default: one 1 GiB RAM namespace on 127.0.0.1:4420, discovery on 127.0.0.1:8009, the same device over NBD on 127.0.0.1:10809)',
     )
-    .argument('[config]', 'JSON config with devices, subsystems and ports (docs/config.md)')
+    .argument('[config]', 'JSON config with devices, subsystems, ports and nbd (docs/config.md)')
     .option(
       '--listen <addr:port>',
       'I/O listener, repeatable; replaces the config or default ones',
@@ -145,6 +187,13 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
       [],
     )
     .option('--no-discovery', 'no discovery listener')
+    .option(
+      '--nbd-listen <addr:port|path>',
+      'NBD listener, repeatable (a path with a "/" is a unix socket); replaces the config or default ones',
+      collect,
+      [],
+    )
+    .option('--no-nbd', 'no NBD server')
     .option('-v, --verbose', 'log connections and transport errors to stderr')
     .action(async (config: string | undefined, opts: ServeCliOptions) =>
       setExit(await serve(config, opts, io)),

@@ -113,11 +113,15 @@ function withDevice(name: string, dev: unknown, extra: Record<string, unknown> =
 
 const errors: Array<[string, unknown, string]> = [
   ['top level not an object', [], 'expected an object, got an array'],
-  ['unknown section', { devices: {}, nbd: {} }, 'nbd: unknown section; expected devices, subsystems, ports'],
+  [
+    'unknown section',
+    { devices: {}, ublk: {} },
+    'ublk: unknown section; expected devices, subsystems, ports, nbd',
+  ],
   [
     'misspelt section',
     { device: {} },
-    'device: unknown section (did you mean "devices"?); expected devices, subsystems, ports',
+    'device: unknown section (did you mean "devices"?); expected devices, subsystems, ports, nbd',
   ],
   ['devices not an object', { devices: [] }, 'devices: expected an object, got an array'],
   [

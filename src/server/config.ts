@@ -1,5 +1,5 @@
 // The JSON config file: `{ "devices": { "<name>": { "type": ..., ... } }, "subsystems": {...},
-// "ports": [...] }` (docs/config.md).
+// "ports": [...], "nbd": {...} }` (docs/config.md).
 //
 // Each top-level key is a section with its own parser, listed in SECTIONS in the order they
 // are parsed; a section may look at the sections parsed before it (exports will refer to
@@ -12,6 +12,7 @@ import { dirname, resolve } from 'node:path';
 import { ConfigError } from './config-error.js';
 import { parseDevicesSection, type ParseContext } from './config-devices.js';
 import { Fields, suggest } from './config-fields.js';
+import { parseNbdSection, type NbdConfig } from './config-nbd.js';
 import type { DeviceSpec } from './device-spec.js';
 import {
   parsePortsSection,
@@ -29,6 +30,8 @@ export interface Config {
   readonly subsystems: ReadonlyMap<string, SubsystemConfig>;
   /** TCP listeners; empty when the file has no `ports` (serve then uses its defaults). */
   readonly ports: readonly PortConfig[];
+  /** NBD exports and listeners (config-nbd.ts); absent when the file has no `nbd` section. */
+  readonly nbd?: NbdConfig;
 }
 
 type Sections = Omit<Config, 'source'>;
@@ -60,6 +63,11 @@ const SECTIONS = [
     empty: () => [],
     parse: (value, path, _ctx, earlier) => parsePortsSection(value, path, earlier.subsystems ?? new Map()),
   }),
+  section({
+    key: 'nbd',
+    empty: () => undefined,
+    parse: (value, path, ctx, earlier) => parseNbdSection(value, path, ctx, earlier.devices ?? new Map()),
+  }),
 ] as const;
 
 export const SECTION_KEYS: readonly string[] = SECTIONS.map((s) => s.key);
@@ -81,7 +89,9 @@ export function parseConfig(json: unknown, options: { baseDir?: string; source?:
   const out: Partial<Record<keyof Sections, unknown>> = {};
   for (const s of SECTIONS) {
     const value = top.value[s.key];
-    out[s.key] = value === undefined ? s.empty() : s.parse(value, s.key, ctx, out as Partial<Sections>);
+    const parsed = value === undefined ? s.empty() : s.parse(value, s.key, ctx, out as Partial<Sections>);
+    // An optional section that is absent leaves no key behind (Config.nbd).
+    if (parsed !== undefined) out[s.key] = parsed;
   }
   return { ...(options.source === undefined ? {} : { source: options.source }), ...(out as Sections) };
 }

@@ -16,7 +16,7 @@ import { TcpHostController } from '../target/tcp/testing/host.js';
 const LOCAL0 = [{ address: '127.0.0.1', port: 0 }];
 
 test('without a config: the default subsystem over a 1 GiB RAM namespace with copy offload', async () => {
-  const s = await Server.start({ listen: LOCAL0, discoveryListen: LOCAL0 });
+  const s = await Server.start({ listen: LOCAL0, discoveryListen: LOCAL0, nbdListen: LOCAL0 });
   try {
     assert.deepEqual(
       s.subsystems.map((x) => x.nqn),
@@ -116,11 +116,11 @@ test('errors building the target name the config entry', async () => {
 });
 
 test('a listener that cannot bind fails the start and leaves nothing open', async () => {
-  const first = await Server.start({ listen: LOCAL0, discovery: false });
+  const first = await Server.start({ listen: LOCAL0, discovery: false, nbd: false });
   try {
     const port = first.listeners[0]!.port;
     await assert.rejects(
-      Server.start({ listen: [{ address: '127.0.0.1', port }], discovery: false }),
+      Server.start({ listen: [{ address: '127.0.0.1', port }], discovery: false, nbd: false }),
       (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE',
     );
   } finally {

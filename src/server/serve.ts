@@ -3,14 +3,20 @@
 // again in order. docs/serve.md describes it for users.
 //
 // Without a config it serves DEFAULT_NQN: one namespace (NSID 1) over a 1 GiB sparse RAM
-// device with copy offload ("ram0"), on 127.0.0.1:4420, with discovery on 127.0.0.1:8009.
+// device with copy offload ("ram0"), on 127.0.0.1:4420, with discovery on 127.0.0.1:8009,
+// and the same device object as NBD export "ram0" (also the default export '') on
+// 127.0.0.1:10809: one store, two protocols.
 // A config's `subsystems` and `ports` replace that (no `ports` section: the same two
-// listeners). `listen` / `discoveryListen` / `discovery: false` override the listeners.
+// listeners); its `nbd` section replaces the NBD default (no `nbd` section: no NBD). A config
+// with an `nbd` section and no subsystems serves NBD only. `listen` / `discoveryListen` /
+// `discovery: false` / `nbdListen` / `nbd: false` override the listeners.
 //
-// Shutdown (close()), in this order: stop accepting on every listener; delete every
+// Shutdown (close()), in this order: the NBD server first (stop accepting, end handshakes,
+// in-flight NBD requests finish, up to DRAIN_TIMEOUT_MS); then stop accepting on every
+// NVMe/TCP listener; delete every
 // controller and close every connection (commands still running finish, their responses are
-// dropped); wait up to DRAIN_TIMEOUT_MS for them; flush every namespace device (file devices:
-// fdatasync); close every device. Each step runs even when an earlier one failed; failures
+// dropped); wait up to DRAIN_TIMEOUT_MS for them; flush every namespace and NBD export device
+// once (file devices: fdatasync); close every device. Each step runs even when an earlier one failed; failures
 // are reported, not thrown.
 
 import type { BlockDevice } from '../block/device.js';
@@ -23,7 +29,11 @@ import { TcpTransport, type TcpTransportOptions } from '../target/tcp/transport.
 import type { Config } from './config.js';
 import type { SubsystemConfig } from './config-target.js';
 import { ConfigError } from './config-error.js';
+import { NBD_DEFAULT_LISTEN, type NbdConfig, type NbdListenConfig } from './config-nbd.js';
 import { DeviceSet } from './devices.js';
+import type { NbdExport } from '../export/nbd/export.js';
+import { NbdServer, type NbdBoundAddress } from '../export/nbd/server.js';
+import { formatNbdUri } from '../export/nbd/uri.js';
 
 /** The NQN of the subsystem `tsblk serve` exports without a config. */
 export const DEFAULT_NQN = 'nqn.2026-11.io.tsblk:default';
@@ -47,8 +57,22 @@ export interface ServeOptions {
   discoveryListen?: readonly ListenAddress[];
   /** false: no discovery listener at all. */
   discovery?: boolean;
+  /** NBD listeners replacing the config's (or the default 127.0.0.1:10809). */
+  nbdListen?: readonly NbdListenConfig[];
+  /** false: no NBD server, whatever the config says. */
+  nbd?: boolean;
+  /** Log lines of the NBD server (connections, failures). */
+  nbdLog?: (line: string) => void;
   target?: TargetOptions;
   transport?: TcpTransportOptions;
+}
+
+/** An NBD listener, for the startup report. */
+export interface NbdListenerInfo {
+  /** TCP: host and port; unix socket: path. */
+  address: NbdBoundAddress;
+  /** One URI per export, the default export ('') first. */
+  uris: string[];
 }
 
 /** What a listener serves, for the startup report. */
@@ -85,16 +109,55 @@ function defaultSubsystem(): SubsystemConfig {
   };
 }
 
-function plan(options: ServeOptions): { subsystems: SubsystemConfig[]; ports: PlannedPort[] } {
+/** The NBD export of the default device: 'ram0', also reached as ''. */
+function defaultNbd(): NbdConfig {
+  return {
+    listen: [NBD_DEFAULT_LISTEN],
+    exports: [
+      {
+        name: 'ram0',
+        device: DEFAULT_DEVICE,
+        readOnly: false,
+        multiConn: true,
+        at: 'default NBD export ram0',
+      },
+    ],
+    defaultExport: 'ram0',
+  };
+}
+
+function planNbd(options: ServeOptions): NbdConfig | undefined {
+  if (options.nbd === false) return undefined;
   const config = options.config;
+  const nbd = config === undefined ? defaultNbd() : config.nbd;
+  if (!nbd) {
+    if (options.nbdListen?.length)
+      throw new ConfigError(
+        config?.source ?? '',
+        'has no "nbd" section, so there is nothing to serve on the NBD listener; add one (docs/nbd.md) or leave out --nbd-listen',
+      );
+    return undefined;
+  }
+  return options.nbdListen?.length ? { ...nbd, listen: options.nbdListen } : nbd;
+}
+
+function plan(options: ServeOptions): {
+  subsystems: SubsystemConfig[];
+  ports: PlannedPort[];
+  nbd: NbdConfig | undefined;
+} {
+  const config = options.config;
+  const nbd = planNbd(options);
   let subsystems: SubsystemConfig[];
   if (config === undefined) subsystems = [defaultSubsystem()];
   else {
     subsystems = [...config.subsystems.values()];
+    // NBD only: no NVMe/TCP target listeners at all.
+    if (subsystems.length === 0 && nbd) return { subsystems, ports: [], nbd };
     if (subsystems.length === 0)
       throw new ConfigError(
         config.source ?? '',
-        'defines no subsystems: add a "subsystems" section (docs/config.md) or run tsblk serve without a config',
+        'defines no subsystems: add a "subsystems" section (docs/config.md) or an "nbd" section (docs/nbd.md), or run tsblk serve without a config',
       );
   }
   const fromConfig = config?.ports.length ? config.ports : undefined;
@@ -114,7 +177,7 @@ function plan(options: ServeOptions): { subsystems: SubsystemConfig[]; ports: Pl
       config?.source ? `${config.source}: ports` : 'ports',
       'lists only discovery listeners; add an I/O listener (e.g. { "address": "127.0.0.1", "port": 4420 }) or use --listen',
     );
-  return { subsystems, ports: [...io, ...disc] };
+  return { subsystems, ports: [...io, ...disc], nbd };
 }
 
 /** Errors found while building the target name the config entry (and file). */
@@ -135,21 +198,34 @@ export class Server {
   readonly transport: TcpTransport;
   readonly ports: readonly TcpPort[];
   readonly devices: DeviceSet;
+  /** The NBD server, when NBD is served. */
+  readonly nbd: NbdServer | undefined;
+  /** Where the NBD server listens (bound ports). */
+  readonly nbdAddresses: readonly NbdBoundAddress[];
   #closing: Promise<ShutdownReport> | undefined;
 
-  private constructor(target: Target, transport: TcpTransport, ports: TcpPort[], devices: DeviceSet) {
+  private constructor(
+    target: Target,
+    transport: TcpTransport,
+    ports: TcpPort[],
+    devices: DeviceSet,
+    nbd?: { server: NbdServer; addresses: NbdBoundAddress[] },
+  ) {
     this.target = target;
     this.transport = transport;
     this.ports = ports;
     this.devices = devices;
+    this.nbd = nbd?.server;
+    this.nbdAddresses = nbd?.addresses ?? [];
   }
 
   /** Opens devices, builds the target and listens. On failure nothing is left open. */
   static async start(options: ServeOptions = {}): Promise<Server> {
-    const { subsystems, ports } = plan(options);
+    const { subsystems, ports, nbd } = plan(options);
     const config = options.config;
     const devices = new DeviceSet(config);
     const listening: TcpPort[] = [];
+    let nbdServer: NbdServer | undefined;
     try {
       const target = new Target(options.target);
       for (const s of subsystems) {
@@ -195,8 +271,21 @@ export class Server {
           }),
         );
       }
-      return new Server(target, transport, listening, devices);
+      let nbdInfo: { server: NbdServer; addresses: NbdBoundAddress[] } | undefined;
+      if (nbd) {
+        nbdServer = await startNbd(nbd, devices, config, options.nbdLog);
+        const addresses: NbdBoundAddress[] = [];
+        for (const l of nbd.listen)
+          addresses.push(
+            await nbdServer.listen(
+              l.path !== undefined ? { path: l.path } : { host: l.address, port: l.port },
+            ),
+          );
+        nbdInfo = { server: nbdServer, addresses };
+      }
+      return new Server(target, transport, listening, devices, nbdInfo);
     } catch (err) {
+      await nbdServer?.close(1000).catch(() => {});
       await Promise.allSettled(listening.map((p) => p.close()));
       await devices.closeAll().catch(() => {});
       throw err;
@@ -230,6 +319,22 @@ export class Server {
     return out;
   }
 
+  /** The NBD listeners and the URI of every export on each (the default export's bare URI first). */
+  get nbdListeners(): NbdListenerInfo[] {
+    const nbd = this.nbd;
+    if (!nbd) return [];
+    const tls = nbd.tls?.required ?? false;
+    const names = nbd.exports.map((e) => e.name);
+    const hasDefault = nbd.defaultExport !== undefined && !names.includes('');
+    return this.nbdAddresses.map((a) => {
+      const at = a.path !== undefined ? { path: a.path } : { host: a.host!, port: a.port! };
+      return {
+        address: a,
+        uris: [...(hasDefault ? [''] : []), ...names].map((n) => formatNbdUri(at, n, tls)),
+      };
+    });
+  }
+
   /** Where a listener is, as "addr:port". */
   static formatListener(l: ListenerInfo): string {
     return formatHostPort(l.address, l.port);
@@ -250,6 +355,8 @@ export class Server {
         report.errors.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
       }
     };
+    // 0. NBD first: its requests run on the same devices the target flushes below
+    if (this.nbd) await step('closing the NBD server', () => this.nbd!.close(DRAIN_TIMEOUT_MS));
     // 1. stop accepting, 2. controllers and connections
     await step('closing listeners', () =>
       Promise.all(this.ports.map((p) => p.close('tsblk serve shutting down'))),
@@ -272,10 +379,12 @@ export class Server {
       if (r === 'timeout')
         throw new Error(`commands still running after ${DRAIN_TIMEOUT_MS / 1000} s; flushing anyway`);
     });
-    // 4. flush each device once
+    // 4. flush each device once (namespaces and NBD exports may share one)
     const seen = new Set<BlockDevice>();
-    for (const ns of namespaces) {
-      const dev = ns.device;
+    for (const dev of [
+      ...namespaces.map((ns) => ns.device),
+      ...(this.nbd?.exports ?? []).map((e) => e.device),
+    ]) {
       if (seen.has(dev)) continue;
       seen.add(dev);
       if (dev.limits.readOnly) continue;
@@ -287,5 +396,44 @@ export class Server {
     // 5. close the devices (and what they are built on)
     await step('closing devices', () => this.devices.closeAll());
     return report;
+  }
+}
+
+/** Opens the export devices through the serve's DeviceSet (shared with the namespaces) and builds the server. */
+async function startNbd(
+  nbd: NbdConfig,
+  devices: DeviceSet,
+  config: Config | undefined,
+  log: ((line: string) => void) | undefined,
+): Promise<NbdServer> {
+  const exports: NbdExport[] = [];
+  for (const e of nbd.exports) {
+    let device: BlockDevice;
+    try {
+      device = await devices.open(e.device);
+    } catch (err) {
+      throw ConfigError.is(err) && err.path === '' ? new ConfigError(`${e.at}.device`, err.detail) : err;
+    }
+    exports.push({
+      name: e.name,
+      device,
+      readOnly: e.readOnly,
+      multiConn: e.multiConn,
+      ...(e.description === undefined ? {} : { description: e.description }),
+    });
+  }
+  const where = config?.source ? `${config.source}: nbd.tls` : 'nbd.tls';
+  try {
+    return new NbdServer({
+      exports,
+      defaultExport: nbd.defaultExport,
+      ...(nbd.tls ? { tls: nbd.tls } : {}),
+      ...(log ? { log } : {}),
+    });
+  } catch (err) {
+    // TLS files: name the config entry as well as the file.
+    if (nbd.tls && err instanceof Error && typeof (err as { code?: unknown }).code === 'string')
+      throw new ConfigError(where, err.message);
+    throw err;
   }
 }
