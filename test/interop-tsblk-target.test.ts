@@ -578,8 +578,10 @@ describe(
         assert.equal(facts.get('raw_kato_status'), '0x0');
         assert.ok(Number(facts.get('raw_kato_cntlid')) >= 1);
         assert.equal(facts.get('raw_kato_closed'), 'yes', 'the target kept a silent controller for 30 s');
-        // not before KATO (1 s) has passed: it is the keep-alive timer, not a refusal
-        assert.ok(Number(facts.get('raw_kato_closed_after_s')) >= 0.9, facts.get('raw_kato_closed_after_s'));
+        // Not a refusal (that closes at once): the keep-alive timer. The raw host starts its
+        // clock only after it has read the Connect response, which the TCG guest can delay by a
+        // few hundred ms under load (0.8 s seen), while the target's timer starts at Connect.
+        assert.ok(Number(facts.get('raw_kato_closed_after_s')) >= 0.5, facts.get('raw_kato_closed_after_s'));
         // the controller the raw host got is the one deleted, and for this reason
         const log = facts.get('target_log_keepalive');
         const m = /controller (\d+) of (\S+) \(host (\S+)\) deleted: keep-alive timer \(1 s\) expired/.exec(

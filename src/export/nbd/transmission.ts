@@ -39,7 +39,7 @@
 //   returns the first extent of the first answer. A context other than base:allocation
 //   (none is offered today) would get one all-zero-status descriptor for the range.
 // - Concurrency: at most maxInFlight requests execute; past that, and while the socket's
-//   write buffer is over its high-water mark (write() returned false, until 'drain'), no
+//   write buffer holds more than REPLY_BUFFER_LIMIT (16 MiB) of replies (until 'drain'), no
 //   further request is parsed and the socket is paused. Each reply is written in one
 //   corked batch, so chunks of different replies never interleave.
 // - DISC: nothing after it is read; in-flight requests finish and are answered, then the
@@ -126,6 +126,8 @@ export const DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024;
 export const MAX_STATUS_DESCRIPTORS = 1 << 20;
 /** Most device blockStatus calls for one request. */
 const MAX_STATUS_CALLS = 4096;
+/** Reply bytes queued on the socket beyond which no further request is parsed. */
+export const REPLY_BUFFER_LIMIT = 16 * 1024 * 1024;
 /** After ending the socket, how long the peer gets to close its side. */
 const END_GRACE_MS = 5000;
 
@@ -614,7 +616,11 @@ export class NbdTransmission {
     let ok = true;
     for (const p of parts) ok = s.write(p);
     s.uncork();
-    if (!ok && !this.#writeBlocked) {
+    // write() says false as soon as more than the 16 KiB high-water mark is queued, which a
+    // single 1 MiB read reply always is; stopping there leaves the pipe idle between replies.
+    // Stop reading only when replies pile up past REPLY_BUFFER_LIMIT ('drain' still follows,
+    // because write() returned false).
+    if (!ok && !this.#writeBlocked && s.writableLength > REPLY_BUFFER_LIMIT) {
       this.#writeBlocked = true;
       this.#updateFlow();
     }
