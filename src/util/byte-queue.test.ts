@@ -53,3 +53,16 @@ test('many one-byte chunks read back in order (the chunk list is compacted along
   assert.equal(pos, n);
   assert.equal(q.length, 0);
 });
+
+test('consumeInto copies across chunks and consumes exactly the target length', () => {
+  const q = new ByteQueue();
+  q.push(Buffer.from([1, 2, 3]));
+  q.push(Buffer.from([4, 5]));
+  q.push(Buffer.from([6, 7, 8, 9]));
+  const out = Buffer.alloc(6);
+  q.consumeInto(out);
+  assert.deepEqual([...out], [1, 2, 3, 4, 5, 6]);
+  assert.equal(q.length, 3);
+  assert.deepEqual([...q.consume(3)], [7, 8, 9]);
+  assert.throws(() => q.consumeInto(Buffer.alloc(1)));
+});

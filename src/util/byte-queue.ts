@@ -44,6 +44,20 @@ export class ByteQueue {
     return out;
   }
 
+  /** Copies the next target.length bytes into target and consumes them (no allocation). */
+  consumeInto(target: Uint8Array): void {
+    const n = target.length;
+    this.#need(n);
+    let filled = 0;
+    for (let i = this.#head, off = this.#offset; filled < n; i++, off = 0) {
+      const c = this.#chunks[i]!;
+      const take = Math.min(c.length - off, n - filled);
+      target.set(c.subarray(off, off + take), filled);
+      filled += take;
+    }
+    this.skip(n);
+  }
+
   /** Drops the next n bytes. n must not exceed length. */
   skip(n: number): void {
     this.#need(n);

@@ -101,8 +101,12 @@ export class NbdRequestParser {
   /** Payload bytes still to read (PAYLOAD) or drop (DISCARD). */
   #remaining = 0;
 
-  constructor(options: { extended: boolean }) {
+  readonly #allocate: (length: number) => Buffer;
+
+  /** `allocate` gives the buffer a WRITE payload is gathered into (default: a new Buffer). */
+  constructor(options: { extended: boolean; allocate?: (length: number) => Buffer }) {
     this.extended = options.extended;
+    this.#allocate = options.allocate ?? ((n) => Buffer.allocUnsafe(n));
   }
 
   /** Bytes received and not yet turned into requests. */
@@ -154,7 +158,8 @@ export class NbdRequestParser {
         case State.PAYLOAD: {
           if (this.#queue.length < this.#remaining) return undefined;
           const h = this.#header!;
-          const payload = this.#queue.consume(this.#remaining);
+          const payload = this.#allocate(this.#remaining);
+          this.#queue.consumeInto(payload);
           this.#finishPayload();
           return toRequest(h, { payload });
         }

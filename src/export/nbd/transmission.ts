@@ -57,6 +57,7 @@
 import type { Socket } from 'node:net';
 import type { BlockDevice } from '../../block/device.js';
 import { readFully, writeFully } from '../../block/io.js';
+import { BufferPool } from '../../util/buffer-pool.js';
 import { nbdErrorFromBlockError } from './errors.js';
 import { isReadOnly, NBD_MAX_PAYLOAD } from './export.js';
 import {
@@ -126,6 +127,9 @@ export const DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024;
 export const MAX_STATUS_DESCRIPTORS = 1 << 20;
 /** Most device blockStatus calls for one request. */
 const MAX_STATUS_CALLS = 4096;
+/** READ buffers and WRITE payloads, reused across requests and connections (util/buffer-pool.ts). */
+const IO_BUFFERS = new BufferPool({ maxPerClass: 8, maxClassBytes: 4 * 1024 * 1024 });
+
 /** Reply bytes queued on the socket beyond which no further request is parsed. */
 export const REPLY_BUFFER_LIMIT = 16 * 1024 * 1024;
 /** After ending the socket, how long the peer gets to close its side. */
@@ -204,7 +208,10 @@ export class NbdTransmission {
     this.#socket = session.socket;
     this.#device = session.export.device;
     this.#style = session.extendedHeaders ? 'extended' : session.structuredReplies ? 'structured' : 'simple';
-    this.#parser = new NbdRequestParser({ extended: session.extendedHeaders });
+    this.#parser = new NbdRequestParser({
+      extended: session.extendedHeaders,
+      allocate: (n) => IO_BUFFERS.take(n),
+    });
     const max = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
     if (!Number.isSafeInteger(max) || max < 1)
       throw new RangeError(`maxInFlight must be a positive integer, got ${max}`);
@@ -372,12 +379,23 @@ export class NbdTransmission {
     const fua = (req.flags & NBD_CMD_FLAG_FUA) !== 0;
     switch (req.type) {
       case NBD_CMD_READ: {
-        const data = Buffer.alloc(range.length);
-        await readFully(dev, range.offset, data, { signal });
+        // Unzeroed: a failed read is answered with an error, never with this buffer.
+        const data = IO_BUFFERS.take(range.length);
+        try {
+          await readFully(dev, range.offset, data, { signal });
+        } catch (err) {
+          IO_BUFFERS.give(data);
+          throw err;
+        }
         return { kind: 'data', offset: range.offset, data };
       }
       case NBD_CMD_WRITE:
-        await writeFully(dev, range.offset, req.payload!, { fua, signal });
+        try {
+          await writeFully(dev, range.offset, req.payload!, { fua, signal });
+        } finally {
+          // Devices do not keep the caller's buffer once the write settles (the contract).
+          IO_BUFFERS.give(req.payload!);
+        }
         return { kind: 'ok' };
       case NBD_CMD_FLUSH:
         await dev.flush({ signal });
@@ -551,7 +569,8 @@ export class NbdTransmission {
   // ---- replies -------------------------------------------------------------------------------
 
   #complete(req: NbdRequest, outcome: Outcome): void {
-    this.#write(this.#encodeReply(req, outcome));
+    const release = outcome.kind === 'data' ? outcome.data : undefined;
+    this.#write(this.#encodeReply(req, outcome), release);
     if (this.#onRequest) {
       const bytes =
         req.type === NBD_CMD_FLUSH || req.type === NBD_CMD_BLOCK_STATUS || req.type === NBD_CMD_CACHE
@@ -609,12 +628,19 @@ export class NbdTransmission {
   }
 
   /** Writes one whole reply in one corked batch; drops it when the socket can no longer take it. */
-  #write(parts: readonly Uint8Array[]): void {
+  #write(parts: readonly Uint8Array[], release?: Buffer): void {
     const s = this.#socket;
-    if (this.#socketGone || s.destroyed || !s.writable) return;
+    if (this.#socketGone || s.destroyed || !s.writable) {
+      if (release) IO_BUFFERS.give(release);
+      return;
+    }
     s.cork();
     let ok = true;
-    for (const p of parts) ok = s.write(p);
+    const last = parts.length - 1;
+    // The read buffer goes back to the pool once the socket is done with it (written or failed).
+    parts.forEach((p, i) => {
+      ok = i === last && release ? s.write(p, () => IO_BUFFERS.give(release)) : s.write(p);
+    });
     s.uncork();
     // write() says false as soon as more than the 16 KiB high-water mark is queued, which a
     // single 1 MiB read reply always is; stopping there leaves the pipe idle between replies.
