@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -246,6 +247,31 @@ test('a connection that breaks the protocol is closed; another one carries on', 
     assert.equal(r.error, 0);
     assert.equal((await good.read(MiB, 512)).error, NBD_EINVAL, 'past the end: EINVAL, connection still up');
     assert.equal(await good.write(0, Buffer.alloc(512, 1)), 0);
+    await good.disconnect();
+  } finally {
+    await server.close();
+  }
+});
+
+test('a client that stays silent after connecting is closed after handshakeTimeoutMs; others are served', async () => {
+  const dev = new RamDevice({ name: 't', size: MiB });
+  const reasons: string[] = [];
+  const server = new NbdServer({
+    exports: [exp('t', dev)],
+    handshakeTimeoutMs: 300,
+    log: (line) => reasons.push(line),
+  });
+  const addr = await started(server);
+  try {
+    const silent = net.connect(addr.port, addr.host);
+    silent.on('data', () => {}); // the greeting, then nothing from us
+    const started_ = Date.now();
+    await once(silent, 'close');
+    const elapsed = Date.now() - started_;
+    assert.ok(elapsed >= 250 && elapsed < 5000, `closed after ${elapsed} ms`);
+    const good = await TestNbdClient.open(addr, 't');
+    await new Promise((r) => setTimeout(r, 400)); // past the timeout: transmission is not cut
+    assert.equal((await good.read(0, 512)).error, 0);
     await good.disconnect();
   } finally {
     await server.close();

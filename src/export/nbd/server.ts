@@ -53,6 +53,11 @@ export interface NbdServerOptions {
   /** PEM files (loaded at once, errors name the file), or a config already loaded. */
   tls?: NbdTlsFiles | NbdTlsConfig;
   transmission?: TransmissionOptions;
+  /**
+   * Longest a client may take from connecting to choosing an export (qemu-nbd allows 10 s);
+   * then the connection is closed, so silent or slow clients cannot hold sockets forever.
+   */
+  handshakeTimeoutMs?: number;
   onConnection?: (event: NbdConnectionEvent) => void;
   /** One line per noteworthy event (connections, failures). */
   log?: (line: string) => void;
@@ -68,6 +73,8 @@ interface Connection {
   transmission?: NbdTransmission;
   readonly done: Promise<void>;
 }
+
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 function isLoaded(tls: NbdTlsFiles | NbdTlsConfig): tls is NbdTlsConfig {
   return 'secureContext' in tls;
@@ -101,6 +108,7 @@ export class NbdServer {
   readonly #conns = new Set<Connection>();
   readonly #abort = new AbortController();
   #nextId = 1;
+  readonly #handshakeTimeoutMs: number;
   #closing: Promise<void> | undefined;
 
   /** The lookup the handshake sees; reads the live table. */
@@ -119,6 +127,7 @@ export class NbdServer {
           ? options.tls
           : loadTlsConfig(options.tls);
     this.#transmission = options.transmission ?? {};
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.#onConnection = options.onConnection;
     this.#log = options.log;
   }
@@ -251,6 +260,12 @@ export class NbdServer {
   }
 
   async #serve(conn: Connection): Promise<string> {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      conn.active.destroy();
+      conn.socket.destroy();
+    }, this.#handshakeTimeoutMs);
     const outcome = await negotiate(conn.socket, {
       exports: this.lookup,
       ...(this.#tls
@@ -264,6 +279,11 @@ export class NbdServer {
         : {}),
       signal: this.#abort.signal,
     });
+    clearTimeout(timer);
+    if (timedOut) {
+      if (outcome.kind === 'transmission') outcome.session.socket.destroy();
+      return `handshake timed out after ${this.#handshakeTimeoutMs} ms`;
+    }
     if (outcome.kind === 'closed') return `handshake ended: ${outcome.reason}`;
     const session = outcome.session;
     conn.active = session.socket;
