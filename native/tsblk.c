@@ -9,6 +9,8 @@
  *                                                     SEEK_HOLE; -1 for ENXIO)
  *   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, SEEK_DATA, SEEK_HOLE
  *
+ * The io_uring parts for the ublk server live in uring.c (registered by tsblk_uring_init).
+ *
  * The data-path calls run on libuv's thread pool (napi_create_async_work) so a large copy or
  * a hole punch never blocks the JavaScript thread. lseekData goes there too: SEEK_DATA /
  * SEEK_HOLE is cheap on a local filesystem with its extent map cached, but it may read the
@@ -52,6 +54,10 @@
 #define SEEK_HOLE 4
 #endif
 
+/* uring.c: adds the io_uring functions (ublk) to exports; returns 0 on failure. It uses the
+ * helpers below that are not static (no header: package.json ships only the .c files). */
+int tsblk_uring_init(napi_env env, napi_value exports);
+
 /* The largest exact integer a JavaScript number holds (2^53 - 1). */
 #define MAX_SAFE_INTEGER 9007199254740991.0
 /* One copy_file_range call moves at most this much; the kernel caps a call near 2 GiB anyway. */
@@ -65,7 +71,7 @@
     }                                                                                          \
   } while (0)
 
-static const char *errno_name(int err) {
+const char *errno_name(int err) {
   switch (err) {
 #define E(x) case x: return #x;
     E(EPERM) E(ENOENT) E(EINTR) E(EIO) E(ENXIO) E(E2BIG) E(EBADF) E(EAGAIN) E(ENOMEM)
@@ -78,7 +84,7 @@ static const char *errno_name(int err) {
 }
 
 /* An Error like Node's fs errors: message "CODE: strerror, syscall", plus code/errno/syscall. */
-static napi_value make_errno_error(napi_env env, int err, const char *syscall) {
+napi_value make_errno_error(napi_env env, int err, const char *syscall) {
   char msg[256];
   const char *name = errno_name(err);
   snprintf(msg, sizeof msg, "%s: %s, %s", name, strerror(err), syscall);
@@ -93,13 +99,13 @@ static napi_value make_errno_error(napi_env env, int err, const char *syscall) {
   return error;
 }
 
-static void throw_errno(napi_env env, int err, const char *syscall) {
+void throw_errno(napi_env env, int err, const char *syscall) {
   napi_value error = make_errno_error(env, err, syscall);
   if (error != NULL) napi_throw(env, error);
 }
 
 /* Reads argument i as a non-negative safe integer; throws a RangeError/TypeError otherwise. */
-static int get_count(napi_env env, napi_value value, const char *fn, const char *what, int64_t *out) {
+int get_count(napi_env env, napi_value value, const char *fn, const char *what, int64_t *out) {
   double d;
   char msg[160];
   if (napi_get_value_double(env, value, &d) != napi_ok) {
@@ -116,7 +122,7 @@ static int get_count(napi_env env, napi_value value, const char *fn, const char 
   return 1;
 }
 
-static int get_fd(napi_env env, napi_value value, const char *fn, int *out) {
+int get_fd(napi_env env, napi_value value, const char *fn, int *out) {
   int64_t v;
   if (!get_count(env, value, fn, "fd", &v)) return 0;
   if (v > INT32_MAX) {
@@ -127,7 +133,7 @@ static int get_fd(napi_env env, napi_value value, const char *fn, int *out) {
   return 1;
 }
 
-static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *fn) {
+int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *fn) {
   size_t argc = want;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
   if (argc < want) {
@@ -350,13 +356,13 @@ static napi_value block_device_logical_block_size_js(napi_env env, napi_callback
 #endif
 }
 
-static int set_function(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+int set_function(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok &&
          napi_set_named_property(env, exports, name, fn) == napi_ok;
 }
 
-static int set_int(napi_env env, napi_value exports, const char *name, int32_t v) {
+int set_int(napi_env env, napi_value exports, const char *name, int32_t v) {
   napi_value value;
   return napi_create_int32(env, v, &value) == napi_ok && napi_set_named_property(env, exports, name, value) == napi_ok;
 }
@@ -370,7 +376,8 @@ NAPI_MODULE_INIT() {
       !set_int(env, exports, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE) ||
       !set_int(env, exports, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE) ||
       !set_int(env, exports, "FALLOC_FL_ZERO_RANGE", FALLOC_FL_ZERO_RANGE) ||
-      !set_int(env, exports, "SEEK_DATA", SEEK_DATA) || !set_int(env, exports, "SEEK_HOLE", SEEK_HOLE)) {
+      !set_int(env, exports, "SEEK_DATA", SEEK_DATA) || !set_int(env, exports, "SEEK_HOLE", SEEK_HOLE) ||
+      !tsblk_uring_init(env, exports)) {
     napi_throw_error(env, "ENAPI", "tsblk_native: could not set up exports");
     return NULL;
   }

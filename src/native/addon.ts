@@ -108,3 +108,46 @@ export function nativeStatus(): { available: boolean; reason: string } {
 export function isNativeError(err: unknown): err is NativeError {
   return err instanceof Error && typeof (err as Partial<NativeError>).code === 'string';
 }
+
+// ---- ublk: io_uring (native/uring.c), loaded on its own ----
+// Separate from loadNative(): an addon built before uring.c existed still serves
+// copy_file_range and friends, and the ublk server reports why it cannot run.
+
+/** What the addon's io_uring part exports (native/uring.c documents each call). */
+export interface UblkNative {
+  /** One control command on /dev/ublk-control; `data` becomes the command's addr/len. */
+  ublkControl(cmdOp: number, cmd: Uint8Array, data: Uint8Array | null): Promise<number>;
+  /** A queue's ring and thread; completions arrive in batches of QUEUE_CQE_BYTES entries. */
+  queueOpen(
+    charFd: number,
+    qid: number,
+    depth: number,
+    descBytes: number,
+    onCompletions: (batch: Buffer) => void,
+  ): UblkQueueHandle;
+  /** Hands QUEUE_CMD_BYTES-sized commands to the queue's thread. */
+  queueSubmit(handle: UblkQueueHandle, cmds: Uint8Array): void;
+  /** Wakes the thread, joins it, closes the ring; a second call does nothing. */
+  queueStop(handle: UblkQueueHandle): void;
+  readonly QUEUE_CMD_BYTES: number;
+  readonly QUEUE_CQE_BYTES: number;
+  readonly UBLK_MAX_DESC_AREA: number;
+}
+
+/** An opaque queue handle (a napi external). */
+export type UblkQueueHandle = { readonly __ublkQueue: unique symbol };
+
+/** The io_uring functions, or why they are missing (addon absent or built before uring.c). */
+export function loadUblkNative(): { native: UblkNative } | { native: undefined; reason: string } {
+  loaded ??= load();
+  if (!loaded.addon) return { native: undefined, reason: `native addon not loaded: ${loaded.reason}` };
+  const mod = loaded.addon as unknown as Partial<UblkNative>;
+  for (const fn of ['ublkControl', 'queueOpen', 'queueSubmit', 'queueStop'] as const) {
+    if (typeof mod[fn] !== 'function')
+      return {
+        native: undefined,
+        reason: `the native addon lacks ${fn}() (built before io_uring support); rebuild it`,
+      };
+  }
+  return { native: mod as UblkNative };
+}

@@ -1,0 +1,244 @@
+// One ublk queue: `depth` tags, each a slot for one request the kernel hands over. Every tag
+// is fetched once (FETCH_REQ); when the kernel fills a tag, the addon's queue thread copies
+// the tag's descriptor into a completion batch; the request is served from the BlockDevice
+// and committed with COMMIT_AND_FETCH_REQ (bytes done, or -errno), which also fetches the
+// tag's next request. Many tags are served at once; commits finished in the same turn of the
+// event loop go to the queue thread in one batch.
+//
+// Data moves with UBLK_F_USER_COPY: a WRITE's data is read (pread) from /dev/ublkcN at the
+// request's offset (userCopyOffset), a READ's data is written there (pwrite); Node's fs does
+// both on libuv's thread pool. The buffer path is per tag (one Buffer, grown to the largest
+// request seen) so a zero-copy mode (registered buffers, kernel 6.15+) can later replace the
+// pread/pwrite with its own transfer without reshaping the request handling.
+
+import { read as fsRead, write as fsWrite } from 'node:fs';
+
+import type { BlockDevice } from '../../block/device.js';
+import type { UblkNative, UblkQueueHandle } from '../../native/addon.js';
+import { resultForError, UblkError } from './errors.js';
+import {
+  descAreaBytes,
+  ioOp,
+  UBLK_IO_F,
+  UBLK_IO_OP,
+  UBLK_IO_RES,
+  UBLK_U_IO,
+  userCopyOffset,
+} from './uapi.js';
+
+const SECTOR = 512;
+const TAG_THREAD_FAILED = 0xffff;
+const EOPNOTSUPP = -95;
+const EIO = -5;
+
+export interface UblkQueueOptions {
+  native: UblkNative;
+  /** /dev/ublkcN, open read-write; the caller closes it after stop(). */
+  charFd: number;
+  qid: number;
+  depth: number;
+  device: BlockDevice;
+  /** Called once when the queue can no longer serve (its thread failed, or a command failed). */
+  onError?: (err: UblkError) => void;
+}
+
+/** A request as the descriptor gives it (bytes, not sectors). */
+export interface UblkRequest {
+  readonly tag: number;
+  readonly op: number;
+  readonly flags: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+function pread(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fsRead(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))),
+  );
+}
+
+function pwrite(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fsWrite(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))),
+  );
+}
+
+export class UblkQueue {
+  readonly qid: number;
+  readonly depth: number;
+  /** Requests served, by result: ok (result >= 0) and failed. */
+  readonly stats = { served: 0, failed: 0, aborted: 0 };
+  private readonly o: UblkQueueOptions;
+  private handle: UblkQueueHandle | undefined;
+  private readonly buffers: (Buffer | undefined)[];
+  private commits: { tag: number; result: number }[] = [];
+  private commitScheduled = false;
+  private stopped = false;
+  private failed = false;
+
+  constructor(o: UblkQueueOptions) {
+    this.o = o;
+    this.qid = o.qid;
+    this.depth = o.depth;
+    this.buffers = new Array<Buffer | undefined>(o.depth);
+  }
+
+  /** Opens the ring, starts the queue thread and fetches every tag. */
+  start(): void {
+    const { native } = this.o;
+    this.handle = native.queueOpen(this.o.charFd, this.qid, this.depth, descAreaBytes(this.depth), (b) =>
+      this.onBatch(b),
+    );
+    const cmds = Buffer.alloc(this.depth * native.QUEUE_CMD_BYTES);
+    for (let tag = 0; tag < this.depth; tag++) {
+      const at = tag * native.QUEUE_CMD_BYTES;
+      cmds.writeUInt32LE(UBLK_U_IO.FETCH_REQ, at);
+      cmds.writeUInt16LE(tag, at + 4);
+    }
+    native.queueSubmit(this.handle, cmds);
+  }
+
+  /** Stops the thread and closes the ring (the kernel aborts the fetches still in it). */
+  stop(): void {
+    this.stopped = true;
+    if (this.handle) this.o.native.queueStop(this.handle);
+  }
+
+  private fail(err: UblkError): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.o.onError?.(err);
+  }
+
+  private onBatch(b: Buffer): void {
+    const size = this.o.native.QUEUE_CQE_BYTES;
+    for (let at = 0; at + size <= b.length; at += size) {
+      const tag = b.readUInt16LE(at);
+      const res = b.readInt32LE(at + 4);
+      if (tag === TAG_THREAD_FAILED && b.readUInt16LE(at + 2) === 1) {
+        this.fail(new UblkError('EIO', `ublk queue ${this.qid}: its io_uring thread failed (errno ${-res})`));
+        continue;
+      }
+      if (res === UBLK_IO_RES.OK) {
+        const opFlags = b.readUInt32LE(at + 8);
+        const nrSectors = b.readUInt32LE(at + 12);
+        const startSector = b.readUInt32LE(at + 16) + b.readUInt32LE(at + 20) * 2 ** 32;
+        this.serve({
+          tag,
+          op: ioOp(opFlags),
+          flags: opFlags & ~0xff,
+          offset: startSector * SECTOR,
+          length: nrSectors * SECTOR,
+        });
+      } else if (res === UBLK_IO_RES.ABORT) {
+        this.stats.aborted++; // the device is going away: this tag is not fetched again
+      } else {
+        this.fail(
+          new UblkError(
+            'EIO',
+            `ublk queue ${this.qid} tag ${tag}: the kernel refused a command (res ${res})`,
+          ),
+        );
+      }
+    }
+  }
+
+  private buffer(tag: number, len: number): Buffer {
+    let buf = this.buffers[tag];
+    if (!buf || buf.length < len) {
+      buf = Buffer.allocUnsafe(len);
+      this.buffers[tag] = buf;
+    }
+    return buf;
+  }
+
+  private serve(req: UblkRequest): void {
+    this.execute(req).then(
+      (result) => {
+        this.stats.served++;
+        this.commit(req.tag, result);
+      },
+      (err: unknown) => {
+        this.stats.failed++;
+        this.commit(req.tag, resultForError(err));
+      },
+    );
+  }
+
+  /** Runs one request; resolves with its result (bytes for READ/WRITE, 0 else, or -errno). */
+  private async execute(req: UblkRequest): Promise<number> {
+    const dev = this.o.device;
+    const fd = this.o.charFd;
+    switch (req.op) {
+      case UBLK_IO_OP.READ: {
+        const buf = this.buffer(req.tag, req.length);
+        const data = buf.subarray(0, req.length);
+        await dev.read(req.offset, data);
+        let done = 0;
+        while (done < req.length) {
+          const n = await pwrite(
+            fd,
+            buf.subarray(done),
+            req.length - done,
+            userCopyOffset(this.qid, req.tag, done),
+          );
+          if (n <= 0) break;
+          done += n;
+        }
+        return done > 0 ? done : EIO;
+      }
+      case UBLK_IO_OP.WRITE: {
+        const buf = this.buffer(req.tag, req.length);
+        let got = 0;
+        while (got < req.length) {
+          const n = await pread(
+            fd,
+            buf.subarray(got),
+            req.length - got,
+            userCopyOffset(this.qid, req.tag, got),
+          );
+          if (n <= 0) break;
+          got += n;
+        }
+        if (got !== req.length) return EIO;
+        await dev.write(req.offset, buf.subarray(0, req.length), { fua: (req.flags & UBLK_IO_F.FUA) !== 0 });
+        return req.length;
+      }
+      case UBLK_IO_OP.FLUSH:
+        await dev.flush();
+        return 0;
+      case UBLK_IO_OP.DISCARD:
+        await dev.discard(req.offset, req.length);
+        return 0;
+      case UBLK_IO_OP.WRITE_ZEROES:
+        await dev.writeZeroes(req.offset, req.length, { noUnmap: (req.flags & UBLK_IO_F.NOUNMAP) !== 0 });
+        return 0;
+      default:
+        return EOPNOTSUPP;
+    }
+  }
+
+  private commit(tag: number, result: number): void {
+    if (this.stopped) return;
+    this.commits.push({ tag, result });
+    if (this.commitScheduled) return;
+    this.commitScheduled = true;
+    // Requests that finish in the same turn of the event loop go in one batch.
+    setImmediate(() => this.flushCommits());
+  }
+
+  private flushCommits(): void {
+    this.commitScheduled = false;
+    if (this.stopped || !this.handle || this.commits.length === 0) return;
+    const { native } = this.o;
+    const size = native.QUEUE_CMD_BYTES;
+    const cmds = Buffer.alloc(this.commits.length * size);
+    this.commits.forEach((c, i) => {
+      cmds.writeUInt32LE(UBLK_U_IO.COMMIT_AND_FETCH_REQ, i * size);
+      cmds.writeUInt16LE(c.tag, i * size + 4);
+      cmds.writeInt32LE(c.result, i * size + 8);
+    });
+    this.commits = [];
+    native.queueSubmit(this.handle, cmds);
+  }
+}

@@ -1,0 +1,134 @@
+#!/bin/bash
+# Guest side of test/interop-ublk.test.ts: tsblk's ublk server (test/vm/guest/ublk-serve.mjs,
+# from dist/) exporting a RAM device as /dev/ublkb0 through the kernel's ublk_drv, one boot:
+#  1. modprobe ublk_drv; start the server (SIZE bytes, QUEUES queues, DEPTH tags each);
+#  2. what the kernel made of it: size, block sizes, hardware queues, queue limits;
+#  3. a pattern written with dd (1 MiB direct), read back buffered and direct (4 KiB and
+#     128 KiB O_DIRECT): every sha256 equal to the pattern's;
+#  4. blkdiscard (DISCARD) and blkdiscard -z (WRITE_ZEROES) over patterns: zeroes read back;
+#  5. fio randwrite + crc32c verify, 4 KiB and 128 KiB, 2 jobs, libaio QD 32;
+#  6. SIGTERM: the server exits 0 and /dev/ublkb0 and /dev/ublkc0 are gone.
+# Prints facts (`fact: K=V`, test/vm/report.ts); keeps going after a failed step; prints
+# "guest script done" at the end.
+#
+# env: SIZE (default 67108864), QUEUES (default 2), DEPTH (default 64)
+set -u
+HERE=$(dirname "$(readlink -f "$0")")
+source "$HERE/lib.sh"
+SIZE=${SIZE:-67108864}
+QUEUES=${QUEUES:-2}
+DEPTH=${DEPTH:-64}
+DEV=/dev/ublkb0
+LOG=/tmp/ublk-serve.log
+MiB=1048576
+
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+T_LAST=$(uptime_s)
+part() {
+  local now
+  now=$(uptime_s)
+  fact "part_$1_s" "$(awk -v a="$T_LAST" -v b="$now" 'BEGIN {printf "%.1f", b - a}')"
+  T_LAST=$now
+}
+sha() { sha256sum "$@" | cut -d' ' -f1; }
+zero_sha() { head -c "$1" /dev/zero | sha; }
+# dev_sha OFF_MIB LEN_MIB [DD_FLAGS...]: sha256 of a device range
+dev_sha() {
+  local off=$1 len=$2
+  shift 2
+  dd if=$DEV bs=1M skip="$off" count="$len" status=none "$@" | sha
+}
+
+section "ublk_drv"
+modprobe ublk_drv
+fact modprobe_rc $?
+[[ -c /dev/ublk-control ]] && fact control_dev yes || fact control_dev no
+
+section "server"
+node "$HERE/ublk-serve.mjs" "$SIZE" "$QUEUES" "$DEPTH" >"$LOG" 2>&1 &
+SERVER_PID=$!
+n=600
+until grep -q '^ublk ready' "$LOG" 2>/dev/null || ! kill -0 $SERVER_PID 2>/dev/null || [[ $n -le 0 ]]; do
+  sleep 0.1
+  n=$((n - 1))
+done
+cat "$LOG"
+grep -q '^ublk ready' "$LOG" && fact server_ready yes || fact server_ready no
+fact ready_line "$(grep '^ublk ready' "$LOG")"
+part start
+
+section "what the kernel sees"
+fact block_dev "$([[ -b $DEV ]] && echo yes || echo no)"
+fact char_dev "$([[ -c /dev/ublkc0 ]] && echo yes || echo no)"
+Q=/sys/block/ublkb0/queue
+fact size "$(blockdev --getsize64 $DEV 2>&1)"
+fact lbs "$(blockdev --getss $DEV 2>&1)"
+fact pbs "$(blockdev --getpbsz $DEV 2>&1)"
+fact hw_queues "$(ls -d /sys/block/ublkb0/mq/*/ 2>/dev/null | wc -l)"
+fact max_sectors_kb "$(cat $Q/max_sectors_kb)"
+fact discard_max "$(cat $Q/discard_max_bytes)"
+fact discard_granularity "$(cat $Q/discard_granularity)"
+fact write_zeroes_max "$(cat $Q/write_zeroes_max_bytes)"
+fact write_cache "$(cat $Q/write_cache)"
+fact fua "$(cat $Q/fua 2>/dev/null)"
+fact rotational "$(cat $Q/rotational)"
+fact ro "$(cat /sys/block/ublkb0/ro)"
+part sysfs
+
+section "data: dd, O_DIRECT 4 KiB and 128 KiB"
+head -c $((8 * MiB)) /dev/urandom >/tmp/pattern
+P_SHA=$(sha /tmp/pattern)
+fact pattern_sha "$P_SHA"
+run dd if=/tmp/pattern of=$DEV bs=1M seek=8 oflag=direct status=none
+fact dd_write_rc $?
+blockdev --flushbufs $DEV
+fact buffered_sha "$(dev_sha 8 8)"
+fact direct4k_sha "$(dd if=$DEV bs=4k skip=$((8 * 256)) count=$((8 * 256)) iflag=direct status=none | sha)"
+fact direct128k_sha "$(dd if=$DEV bs=128k skip=$((8 * 8)) count=$((8 * 8)) iflag=direct status=none | sha)"
+# writes at 4 KiB and 128 KiB O_DIRECT, read back at 1 MiB
+dd if=/tmp/pattern of=$DEV bs=4k seek=$((24 * 256)) oflag=direct status=none
+fact write4k_rc $?
+dd if=/tmp/pattern of=$DEV bs=128k seek=$((40 * 8)) oflag=direct status=none
+fact write128k_rc $?
+fact write4k_sha "$(dev_sha 24 8 iflag=direct)"
+fact write128k_sha "$(dev_sha 40 8 iflag=direct)"
+# the last block of the device
+head -c 4096 /tmp/pattern >/tmp/last
+dd if=/tmp/last of=$DEV bs=4k seek=$((SIZE / 4096 - 1)) oflag=direct status=none
+fact last_block_match "$(dd if=$DEV bs=4k skip=$((SIZE / 4096 - 1)) iflag=direct status=none | cmp -s - /tmp/last && echo yes || echo no)"
+part data
+
+section "discard and write zeroes"
+run blkdiscard -o $((8 * MiB)) -l $((4 * MiB)) $DEV
+fact blkdiscard_rc $?
+fact discarded_sha "$(dev_sha 8 4 iflag=direct)"
+fact zero4_sha "$(zero_sha $((4 * MiB)))"
+fact kept_sha "$(dev_sha 12 4 iflag=direct)"
+fact pattern_tail_sha "$(tail -c $((4 * MiB)) /tmp/pattern | sha)"
+run blkdiscard -z -o $((24 * MiB)) -l $((4 * MiB)) $DEV
+fact zeroout_rc $?
+fact zeroed_sha "$(dev_sha 24 4 iflag=direct)"
+part discard
+
+section "fio verify"
+for bs in 4k 128k; do
+  run fio --name=verify --filename=$DEV --direct=1 --ioengine=libaio --iodepth=32 --numjobs=2 \
+    --rw=randwrite --bs=$bs --size=8M --offset_increment=16M --offset=0 --verify=crc32c \
+    --do_verify=1 --verify_fatal=1 --group_reporting --output-format=terse --terse-version=3 >/tmp/fio-$bs.out 2>&1
+  fact "fio_${bs}_rc" $?
+  tail -n 5 /tmp/fio-$bs.out
+done
+part fio
+
+section "stop"
+kill -TERM $SERVER_PID
+wait $SERVER_PID
+fact server_exit $?
+cat "$LOG"
+fact stopped_line "$(grep '^ublk stopped' "$LOG")"
+sleep 0.2
+fact block_gone "$([[ -e $DEV ]] && echo no || echo yes)"
+fact char_gone "$([[ -e /dev/ublkc0 ]] && echo no || echo yes)"
+part stop
+dmesg | grep -i ublk | tail -n 20
+echo "guest script done"
