@@ -11,7 +11,7 @@ import {
   LogPageId,
   type DiscoveryEntry,
 } from '../nvme/log-page.js';
-import { lbaToNumber } from '../nvme/struct.js';
+import { lbaToNumber } from '../util/struct.js';
 import { NvmeController } from './controller.js';
 import { HostError } from './errors.js';
 

@@ -21,7 +21,7 @@ import {
 } from './command.js';
 import { IoOpcode } from './opcodes.js';
 import { transportSgl } from './sgl.js';
-import { gaps } from './struct.js';
+import { gaps } from '../util/struct.js';
 
 test('SQE is 64 bytes laid out as struct nvme_common_command', () => {
   assert.equal(SQE_SIZE, 64);

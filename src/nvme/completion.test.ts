@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cqe, CQE_SIZE, decodeCqe, encodeCqe, result64 } from './completion.js';
 import { Status, withDnr } from './status.js';
-import { gaps } from './struct.js';
+import { gaps } from '../util/struct.js';
 
 test('CQE is 16 bytes laid out as struct nvme_completion', () => {
   assert.equal(CQE_SIZE, 16);

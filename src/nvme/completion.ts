@@ -7,7 +7,7 @@
 // partial failure, Get/Set Features return the feature value in DW0.
 
 import { decodeStatusField, encodeStatusField, SUCCESS, type NvmeStatus } from './status.js';
-import { defineStruct, type StructValue } from './struct.js';
+import { defineStruct, type StructValue } from '../util/struct.js';
 
 /** struct nvme_completion: 16 bytes. `status` is the raw 16-bit word (phase tag in bit 0). */
 export const Cqe = defineStruct('nvme_completion', 16, [

@@ -16,7 +16,7 @@
 
 import { Sqe } from './command.js';
 import { NvmeStatusError, Status, withDnr } from './status.js';
-import { bits, defineStruct, field, lbaToNumber } from './struct.js';
+import { bits, defineStruct, field, lbaToNumber } from '../util/struct.js';
 
 export const CopyFormat = {
   FORMAT_0: 0x0,

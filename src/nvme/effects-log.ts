@@ -5,7 +5,7 @@
 // drivers/nvme/target/admin-cmd.c (nvmet_get_cmd_effects_admin / _nvm: which commands nvmet
 // reports and with which bits).
 
-import { defineStruct } from './struct.js';
+import { defineStruct } from '../util/struct.js';
 
 /** struct nvme_cmd_effects_log: one u32 per admin opcode, then one per I/O opcode. */
 export const CmdEffectsLog = defineStruct('nvme_cmd_effects_log', 4096, [

@@ -9,7 +9,7 @@
 // drivers/nvme/target/fabrics-cmd.c (IPO/IATTR of Connect Invalid Parameters, attrib bit 0
 // selects an 8-byte property) and drivers/nvme/host/fabrics.c (what the Linux host sends).
 
-import { bits, defineStruct, field, type StructValue } from './struct.js';
+import { bits, defineStruct, field, type StructValue } from '../util/struct.js';
 
 // ---- generic fabrics capsule ----
 

@@ -7,7 +7,7 @@
 // requires CDFE bits 2/3 before accepting Copy formats 2/3). nvmet's handling is in
 // torvalds/linux drivers/nvme/target/admin-cmd.c.
 
-import { bits, defineStruct, field, type StructValue } from './struct.js';
+import { bits, defineStruct, field, type StructValue } from '../util/struct.js';
 
 /** Feature identifiers (FID). */
 export const FeatureId = {

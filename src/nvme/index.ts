@@ -16,7 +16,7 @@
 //   RangeError (a transport or caller bug, not a host error).
 // - ASCII fields: SN/MN/FR and discovery TRADDR/TRSVCID are space padded, NQNs NUL padded.
 
-export * from './struct.js';
+export * from '../util/struct.js';
 export * from './opcodes.js';
 export * from './status.js';
 export * from './command.js';

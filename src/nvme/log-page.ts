@@ -10,7 +10,7 @@
 
 import { CNTLID_DYNAMIC } from './fabrics.js';
 import { encodeStatusField, type NvmeStatus } from './status.js';
-import { bits, defineStruct, field, lbaToNumber, type StructValue } from './struct.js';
+import { bits, defineStruct, field, lbaToNumber, type StructValue } from '../util/struct.js';
 
 /** Log page identifiers. */
 export const LogPageId = {

@@ -10,7 +10,7 @@ import {
   SglsSupport,
   transportSgl,
 } from './sgl.js';
-import { gaps } from './struct.js';
+import { gaps } from '../util/struct.js';
 
 test('SGL descriptors are 16 bytes with the identifier in byte 15', () => {
   assert.equal(SglDescriptor.SIZE, 16);

@@ -8,7 +8,7 @@
 //   - data moved by H2CData/C2HData/R2T: Transport Data Block, subtype Transport A (0x5A),
 //     ADDR = 0, LENGTH = bytes (0 for commands without data).
 
-import { defineStruct } from './struct.js';
+import { defineStruct } from '../util/struct.js';
 
 /** Descriptor type, bits 7:4 of the SGL identifier. */
 export const SglDescriptorType = {

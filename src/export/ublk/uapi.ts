@@ -3,11 +3,11 @@
 // on the kernel's header in uapi.test.ts.
 //
 // ublk structures are native-endian; tsblk runs on little-endian hosts only (x86-64, arm64),
-// and the tables are little-endian (src/nvme/struct.ts, reused for its checked tables: u64
+// and the tables are little-endian (src/util/struct.ts, shared with src/nvme for its checked tables: u64
 // fields decode to bigint). Signed fields (ublksrv_pid, result) are stored as u32; use
 // `toS32` / `fromS32`.
 
-import { defineStruct, type StructValue } from '../../nvme/struct.js';
+import { defineStruct, type StructValue } from '../../util/struct.js';
 
 // ---- ioctl encoding (asm-generic/ioctl.h) ----
 

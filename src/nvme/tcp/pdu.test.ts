@@ -2,7 +2,7 @@
 // spdk include/spdk/nvmf_spec.h (SPDK_STATIC_ASSERT lines) and linux include/linux/nvme-tcp.h.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gaps } from '../struct.js';
+import { gaps } from '../../util/struct.js';
 import {
   C2HDataHeader,
   CapsuleCmdHeader,

@@ -18,7 +18,7 @@
 // SQEs and CQEs stay opaque 64- and 16-byte fields here: src/nvme/command.ts and
 // completion.ts decode them.
 
-import { defineStruct, type StructValue } from '../struct.js';
+import { defineStruct, type StructValue } from '../../util/struct.js';
 
 /** PDU types (nvme-tcp.h enum nvme_tcp_pdu_type). Bit 0 is the direction: 0 host→controller. */
 export const PduType = {

@@ -3,7 +3,7 @@
 // field added to a table without a checked offset fails the test.
 
 import assert from 'node:assert/strict';
-import { gaps, type FieldDef, type Struct } from '../struct.js';
+import { gaps, type FieldDef, type Struct } from '../../util/struct.js';
 
 export function assertLayout(
   s: Struct<readonly FieldDef[]>,

@@ -1,4 +1,4 @@
-// Wire structures declared once, as field tables. Every NVMe structure in src/nvme/ is a
+// Wire structures declared once, as field tables. Every NVMe structure in src/nvme/ (and the ublk uAPI) is a
 // `defineStruct(name, SIZE, fields)` call: the table is the single source of truth, and
 // encode / decode / offsetOf are derived from it (the TypeScript counterpart of SPDK's
 // packed structs plus SPDK_STATIC_ASSERT on sizes and offsets).
