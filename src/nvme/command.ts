@@ -6,7 +6,14 @@
 // Copy's cdw words live in copy.ts, Identify / Get Log Page / Features / Fabrics in their files.
 
 import { decodeSgl, type Sgl } from './sgl.js';
-import { bits, defineStruct, field, lbaToNumber, type StructInput, type StructValue } from '../util/struct.js';
+import {
+  bits,
+  defineStruct,
+  field,
+  lbaToNumber,
+  type StructInput,
+  type StructValue,
+} from '../util/struct.js';
 
 /** struct nvme_common_command: 64 bytes. DPTR is kept raw; `sqeSgl()` decodes it as an SGL. */
 export const Sqe = defineStruct('nvme_common_command', 64, [

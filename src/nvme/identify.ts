@@ -10,7 +10,14 @@
 // Identify Namespace carries the Copy limits MSSRL (blocks per range, not 0's based), MCL
 // (blocks per command) and MSRC (ranges, 0's based).
 
-import { bits, defineStruct, field, lbaToNumber, type StructInput, type StructValue } from '../util/struct.js';
+import {
+  bits,
+  defineStruct,
+  field,
+  lbaToNumber,
+  type StructInput,
+  type StructValue,
+} from '../util/struct.js';
 
 /** Controller or Namespace Structure values (Identify CDW10 bits 7:0). */
 export const Cns = {
