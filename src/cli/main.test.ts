@@ -6,7 +6,18 @@ import { runCli } from './test-io.js';
 test('--help lists the commands and exits 0', async () => {
   const r = await runCli(['--help']);
   assert.equal(r.code, 0);
-  for (const cmd of ['dev', 'copy', 'demo', 'serve', 'nbd', 'discover', 'connect', 'id-ctrl', 'id-ns'])
+  for (const cmd of [
+    'dev',
+    'copy',
+    'demo',
+    'serve',
+    'nbd',
+    'ublk',
+    'discover',
+    'connect',
+    'id-ctrl',
+    'id-ns',
+  ])
     assert.match(r.stdout, new RegExp(`\\n  ${cmd}\\b`));
   assert.equal(r.stderr, '');
 });

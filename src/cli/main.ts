@@ -26,6 +26,7 @@ import { registerIdNs } from './id-ns.js';
 import { registerNbd } from './nbd.js';
 import type { CliIo } from './output.js';
 import { registerServe } from './serve.js';
+import { registerUblk } from './ublk.js';
 
 function packageVersion(): string {
   try {
@@ -70,6 +71,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   registerDemo(program, io, setExit);
   registerServe(program, io, setExit);
   registerNbd(program, io, setExit);
+  registerUblk(program, io, setExit);
   registerDiscover(program, io);
   registerConnect(program, io);
   registerIdCtrl(program, io);
