@@ -268,3 +268,63 @@ test('clear() drops a half-read request', () => {
   p.push(compact(0, NBD_CMD_READ, 2n, 0n, 512));
   assert.equal(p.next()?.cookie, 2n);
 });
+
+test('direct reads: a WRITE payload is received into its own buffer, the rest is copied', () => {
+  const allocated: Buffer[] = [];
+  const p = new NbdRequestParser({
+    extended: false,
+    allocate: (n) => {
+      const b = Buffer.alloc(n);
+      allocated.push(b);
+      return b;
+    },
+  });
+  const data = Buffer.from(Array.from({ length: 10000 }, (_, i) => (i * 7) & 0xff));
+  assert.equal(p.directTarget(), undefined, 'no payload being gathered');
+  // A header with the payload's first 1000 bytes, as one scratch read might bring it.
+  const scratch = Buffer.alloc(4096);
+  const head = compact(0, NBD_CMD_WRITE, 9n, 512n, data.length, data.subarray(0, 1000));
+  head.copy(scratch);
+  p.push(scratch.subarray(0, head.length));
+  assert.equal(p.next(), undefined, 'payload incomplete');
+  p.ownQueued();
+  const target = p.directTarget();
+  assert.ok(target, 'mid-payload with nothing queued: a direct target');
+  assert.equal(target.length, data.length - 1000);
+  assert.equal(target.buffer, allocated[0]!.buffer, 'the target is the payload buffer itself');
+  scratch.fill(0xee); // the reader reuses its scratch buffer: nothing may still point into it
+  data.copy(target, 0, 1000, 6000);
+  p.filledDirect(5000);
+  assert.equal(p.next(), undefined);
+  const rest = p.directTarget()!;
+  assert.equal(rest.length, 4000);
+  data.copy(rest, 0, 6000);
+  p.filledDirect(4000);
+  assert.equal(p.directTarget(), undefined, 'payload complete: back to headers');
+  const req = p.next()!;
+  assert.equal(req.cookie, 9n);
+  assert.ok(req.payload!.equals(data), 'payload intact');
+  assert.equal(req.payload, allocated[0]);
+  assert.throws(() => p.filledDirect(1), RangeError, 'no target any more');
+});
+
+test('direct reads: bytes queued behind a payload keep it on the copying path; ownQueued keeps them', () => {
+  const p = new NbdRequestParser({ extended: false });
+  const payload = Buffer.alloc(100, 3);
+  const scratch = Buffer.concat([compact(0, NBD_CMD_WRITE, 1n, 0n, 100, payload.subarray(0, 40))]);
+  p.push(scratch);
+  assert.equal(p.directTarget(), undefined, 'header not parsed yet: nothing to target');
+  assert.equal(p.next(), undefined);
+  assert.equal(p.directTarget()?.length, 60);
+  // The rest of the payload and a second request arrive through the copying path.
+  const second = Buffer.concat([payload.subarray(40), compact(0, NBD_CMD_FLUSH, 2n, 0n, 0)]);
+  const reused = Buffer.from(second);
+  p.push(reused);
+  assert.equal(p.directTarget(), undefined, 'bytes queued: the payload is completed from the queue');
+  assert.equal(p.next()?.cookie, 1n);
+  p.ownQueued();
+  reused.fill(0);
+  const flush = p.next()!;
+  assert.equal(flush.type, NBD_CMD_FLUSH, 'the queued header survived the reuse of the pushed buffer');
+  assert.equal(flush.cookie, 2n);
+});

@@ -100,6 +100,9 @@ export class NbdRequestParser {
   #header: Header | undefined;
   /** Payload bytes still to read (PAYLOAD) or drop (DISCARD). */
   #remaining = 0;
+  /** PAYLOAD: the buffer the WRITE's data is gathered into, and how much of it is filled. */
+  #payload: Buffer | undefined;
+  #filled = 0;
 
   readonly #allocate: (length: number) => Buffer;
 
@@ -119,8 +122,38 @@ export class NbdRequestParser {
     return this.#state === State.HEADER && this.#queue.length === 0;
   }
 
+  /** Queues received bytes; the parser keeps a reference, so the caller must not reuse `chunk`. */
   push(chunk: Uint8Array): void {
     this.#queue.push(chunk);
+  }
+
+  /**
+   * Where the socket may put its next bytes directly: the unfilled rest of the WRITE payload
+   * being gathered, when nothing else is queued ahead of it. A reader that fills it calls
+   * filledDirect(n) instead of push(); the payload then needs no copy.
+   */
+  directTarget(): Buffer | undefined {
+    if (this.#state !== State.PAYLOAD || this.#queue.length > 0 || this.#remaining === 0) return undefined;
+    return this.#payload!.subarray(this.#filled);
+  }
+
+  /** n bytes were written into directTarget() (at its start). */
+  filledDirect(n: number): void {
+    if (this.#state !== State.PAYLOAD || this.#queue.length > 0 || !(n >= 0 && n <= this.#remaining))
+      throw new RangeError(`filledDirect(${n}): no direct target of that size`);
+    this.#filled += n;
+    this.#remaining -= n;
+  }
+
+  /**
+   * Copies the queued bytes out of the chunks pushed so far, so the caller may reuse the
+   * buffers it pushed (a reader with one receive buffer calls this before the next read).
+   */
+  ownQueued(): void {
+    if (this.#queue.length === 0) return;
+    const rest = Buffer.allocUnsafe(this.#queue.length);
+    this.#queue.consumeInto(rest);
+    this.#queue.push(rest);
   }
 
   /** Drops everything buffered (after NBD_CMD_DISC nothing more is read). */
@@ -128,6 +161,7 @@ export class NbdRequestParser {
     this.#queue.clear();
     this.#state = State.HEADER;
     this.#header = undefined;
+    this.#payload = undefined;
   }
 
   /**
@@ -153,13 +187,23 @@ export class NbdRequestParser {
           this.#remaining = payload;
           const keep = h.type === NBD_CMD_WRITE && payload <= NBD_MAX_PAYLOAD;
           this.#state = keep ? State.PAYLOAD : State.DISCARD;
+          // Allocated now, so the rest of the data can be received straight into it.
+          if (keep) {
+            this.#payload = this.#allocate(payload);
+            this.#filled = 0;
+          }
           break;
         }
         case State.PAYLOAD: {
-          if (this.#queue.length < this.#remaining) return undefined;
+          const n = Math.min(this.#remaining, this.#queue.length);
+          if (n > 0) {
+            this.#queue.consumeInto(this.#payload!.subarray(this.#filled, this.#filled + n));
+            this.#filled += n;
+            this.#remaining -= n;
+          }
+          if (this.#remaining > 0) return undefined;
           const h = this.#header!;
-          const payload = this.#allocate(this.#remaining);
-          this.#queue.consumeInto(payload);
+          const payload = this.#payload!;
           this.#finishPayload();
           return toRequest(h, { payload });
         }
@@ -180,6 +224,7 @@ export class NbdRequestParser {
 
   #finishPayload(): void {
     this.#header = undefined;
+    this.#payload = undefined;
     this.#remaining = 0;
     this.#state = State.HEADER;
   }

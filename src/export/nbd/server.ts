@@ -308,6 +308,8 @@ export class NbdServer {
       structured: session.structuredReplies,
     });
     t.start();
+    // The transmission may have moved the connection to a new socket (direct reads).
+    conn.active = t.socket;
     return t.closed;
   }
 

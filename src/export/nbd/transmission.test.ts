@@ -1054,7 +1054,7 @@ test('backpressure: maxInFlight 2 with 10 queued requests', async () => {
   await sleep(50);
   assert.equal(dev.active, 2, 'two requests executing');
   assert.equal(h.t.inFlight, 2);
-  assert.equal(h.server.isPaused(), true, 'socket paused at the limit');
+  assert.equal(h.t.socket.isPaused(), true, 'socket paused at the limit');
   const got: bigint[] = [];
   for (let i = 0; i < 10; i++) {
     while (gates.length === 0) await sleep(1);
@@ -1279,5 +1279,37 @@ test('a socket that is already gone at start resolves closed', async () => {
   await once(h.server, 'close');
   h.t.start();
   assert.match(await h.t.closed, /closed/);
+  h.cleanup();
+});
+
+test('direct reads: a TCP session moves to a socket that receives WRITE data into the payload buffers', async () => {
+  const h = await setup('structured', { device: new HookedRam({ size: 8 * MiB }) });
+  assert.notEqual(h.t.socket, h.server, 'the transmission reads through an adopted socket');
+  // Three writes in one stream, sent in odd-sized pieces so headers and payloads straddle reads.
+  const writes = [
+    { offset: 0, data: pattern(3 * MiB, 5) },
+    { offset: 3 * MiB, data: pattern(4096, 6) },
+    { offset: 4 * MiB, data: pattern(2 * MiB + 512, 7) },
+  ];
+  const wire = Buffer.concat(
+    writes.map((w, i) =>
+      encodeRequest(false, { type: NBD_CMD_WRITE, offset: w.offset, payload: w.data }, BigInt(100 + i)),
+    ),
+  );
+  for (let at = 0; at < wire.length;) {
+    const n = Math.min(wire.length - at, 1 + ((at * 7919) % 200_000));
+    h.client.write(wire.subarray(at, at + n));
+    at += n;
+  }
+  const cookies = new Set<bigint>();
+  for (let i = 0; i < writes.length; i++) {
+    const r = await h.reader.reply();
+    assert.equal(errorOf(r), 0);
+    cookies.add(r[0]!.cookie);
+  }
+  assert.deepEqual([...cookies].sort(), [100n, 101n, 102n]);
+  for (const w of writes)
+    assert.ok((await read(h, w.offset, w.data.length)).equals(w.data), `data at ${w.offset}`);
+  await disconnect(h);
   h.cleanup();
 });

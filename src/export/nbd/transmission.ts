@@ -58,6 +58,7 @@ import type { Socket } from 'node:net';
 import type { BlockDevice } from '../../block/device.js';
 import { readFully, writeFully } from '../../block/io.js';
 import { BufferPool } from '../../util/buffer-pool.js';
+import { adoptForDirectReads } from '../../util/direct-socket.js';
 import { nbdErrorFromBlockError } from './errors.js';
 import { isReadOnly, NBD_MAX_PAYLOAD } from './export.js';
 import {
@@ -130,6 +131,9 @@ const MAX_STATUS_CALLS = 4096;
 /** READ buffers and WRITE payloads, reused across requests and connections (util/buffer-pool.ts). */
 const IO_BUFFERS = new BufferPool({ maxPerClass: 8, maxClassBytes: 4 * 1024 * 1024 });
 
+/** Direct reads that are not payload land here first (libuv's own read size). */
+const SCRATCH_BYTES = 64 * 1024;
+
 /** Reply bytes queued on the socket beyond which no further request is parsed. */
 export const REPLY_BUFFER_LIMIT = 16 * 1024 * 1024;
 /** After ending the socket, how long the peer gets to close its side. */
@@ -175,7 +179,9 @@ function opName(type: number): string {
 export class NbdTransmission {
   readonly closed: Promise<string>;
   readonly #session: NegotiatedSession;
-  readonly #socket: Socket;
+  #socket: Socket;
+  /** Receive buffer for reads that do not go straight into a WRITE payload (direct reads only). */
+  #scratch: Buffer | undefined;
   readonly #device: BlockDevice;
   readonly #parser: NbdRequestParser;
   readonly #style: ReplyStyle;
@@ -232,12 +238,29 @@ export class NbdTransmission {
     return this.#inFlight;
   }
 
+  /** The connection's socket: session.socket, or the socket it moved to for direct reads. */
+  get socket(): Socket {
+    return this.#socket;
+  }
+
   /** Begins parsing session.leftover, then the socket's data. */
   start(): void {
     if (this.#started) return;
     this.#started = true;
+    if (this.#session.leftover.length > 0) this.#parser.push(this.#session.leftover);
+    // Plain TCP and unix sockets: WRITE data is received straight into its payload buffer
+    // (util/direct-socket.ts); TLS sockets keep 'data' events.
+    const adopted = adoptForDirectReads(this.#socket, {
+      buffer: () => this.#nextReadBuffer(),
+      received: (n, buf) => this.#onDirectRead(n, buf),
+    });
+    if (adopted) {
+      this.#socket = adopted.socket;
+      for (const chunk of adopted.pending) this.#parser.push(chunk);
+    } else {
+      this.#socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    }
     const s = this.#socket;
-    s.on('data', (chunk: Buffer) => this.#onData(chunk));
     s.on('end', () => this.#onEnd());
     s.on('error', (err: Error) => this.#setReason(`socket error: ${err.message}`));
     s.on('close', () => this.#onSocketClose());
@@ -249,7 +272,6 @@ export class NbdTransmission {
     }
     // Replies are written whole (corked), so Nagle would only add latency.
     s.setNoDelay(true);
-    if (this.#session.leftover.length > 0) this.#parser.push(this.#session.leftover);
     this.#pump();
   }
 
@@ -286,6 +308,25 @@ export class NbdTransmission {
     if (!this.#reading) return; // after DISC or a violation: read and drop
     this.#parser.push(chunk);
     this.#pump();
+  }
+
+  #nextReadBuffer(): Uint8Array {
+    return this.#parser.directTarget() ?? (this.#scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
+  }
+
+  /** Direct reads: n bytes landed in the scratch buffer or in the payload being gathered. */
+  #onDirectRead(n: number, buf: Uint8Array): boolean {
+    if (!this.#reading) return true; // after DISC or a violation: read and drop
+    if (buf === this.#scratch) {
+      this.#parser.push(buf.subarray(0, n));
+      this.#pump();
+      // The scratch buffer is read into again next: the parser keeps copies of what it holds.
+      this.#parser.ownQueued();
+    } else {
+      this.#parser.filledDirect(n);
+      this.#pump();
+    }
+    return true; // #pump() paused the socket if it had to
   }
 
   /** Pulls and dispatches requests while there is room, then pauses or resumes the socket. */
