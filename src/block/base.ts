@@ -12,6 +12,7 @@ import type {
   IoOptions,
   WriteOptions,
   WriteZeroesOptions,
+  ReadLoan,
 } from './device.js';
 import { checkDeviceCopy, checkRange, checkTransfer, checkWritable } from './checks.js';
 import { BlockError, CopyError, ErrorCode, throwIfAborted, toBlockError } from './errors.js';
@@ -48,6 +49,18 @@ export abstract class BlockDeviceBase implements BlockDevice {
     if (buffer.length === 0) return;
     try {
       await this.doRead(offset, buffer, options);
+    } catch (err) {
+      throw toBlockError(err, `read on ${this.name}`);
+    }
+  }
+
+  async readLoan(offset: number, length: number, options?: IoOptions): Promise<ReadLoan | undefined> {
+    this.checkOpen('read');
+    checkRange(this, 'read', offset, length);
+    checkTransfer(this, 'read', length);
+    throwIfAborted(options?.signal, 'read');
+    try {
+      return await this.doReadLoan(offset, length, options);
     } catch (err) {
       throw toBlockError(err, `read on ${this.name}`);
     }
@@ -270,6 +283,15 @@ export abstract class BlockDeviceBase implements BlockDevice {
   protected abstract doWrite(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   protected abstract doFlush(options?: IoOptions): Promise<void>;
   protected abstract doClose(): Promise<void>;
+
+  /** Default: nothing to lend (devices whose data sits in their own memory override). */
+  protected doReadLoan(
+    _offset: number,
+    _length: number,
+    _options?: IoOptions,
+  ): Promise<ReadLoan | undefined> {
+    return Promise.resolve(undefined);
+  }
 
   /** Default: everything is data (always correct; devices that know their holes override). */
   protected doBlockStatus(

@@ -58,6 +58,17 @@ export interface BlockStatusExtent {
 /** What `tsblk dev info` shows beside the limits. */
 export type DeviceDetails = Record<string, string | number | boolean>;
 
+/**
+ * The bytes of a range lent by a device instead of copied out (SPDK's zcopy read). `buffers`
+ * hold the range's bytes in order and do not change until release(), whatever is written to
+ * the device meanwhile; the borrower must not modify them and calls release() exactly once,
+ * when it no longer refers to them (after the socket sent them).
+ */
+export interface ReadLoan {
+  readonly buffers: readonly Uint8Array[];
+  release(): void;
+}
+
 export interface BlockDevice {
   readonly name: string;
   /** Kind of device: 'ram', 'file', 'zoned', 'linear', 'fault', ... */
@@ -68,6 +79,12 @@ export interface BlockDevice {
 
   /** Reads buffer.length bytes at offset into buffer. */
   read(offset: number, buffer: Uint8Array, options?: IoOptions): Promise<void>;
+  /**
+   * The bytes at [offset, offset+length) lent from the device's own memory (ReadLoan), or
+   * undefined when it has none to lend: then read() into a buffer of your own. Checked like a
+   * read of that length.
+   */
+  readLoan(offset: number, length: number, options?: IoOptions): Promise<ReadLoan | undefined>;
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   /** Makes every completed write durable. */
   flush(options?: IoOptions): Promise<void>;

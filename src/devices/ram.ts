@@ -26,6 +26,7 @@ import type {
   DeviceCopyOptions,
   DeviceDetails,
   IoOptions,
+  ReadLoan,
   WriteOptions,
   WriteZeroesOptions,
 } from '../block/device.js';
@@ -83,11 +84,21 @@ export class RamDevice extends BlockDeviceBase {
     return this.#store.allocatedBytes;
   }
 
+  /** Chunks lent by readLoan() and not yet released. */
+  get lentChunks(): number {
+    return this.#store.lentChunks;
+  }
+
   override details(): DeviceDetails {
     return {
       allocatedBytes: this.#store.allocatedBytes,
       chunkBytes: this.#store.chunkBytes,
     };
+  }
+
+  /** The store's chunks themselves, copy-on-write while lent (SparseStore.lend). */
+  protected override doReadLoan(offset: number, length: number): Promise<ReadLoan | undefined> {
+    return Promise.resolve(this.#store.lend(offset, length));
   }
 
   protected async doRead(offset: number, buffer: Uint8Array, _options?: IoOptions): Promise<void> {

@@ -34,6 +34,8 @@ export class SparseStore {
   readonly #indexes: number[] = [];
   #allocated = 0;
   #zero: Buffer | undefined;
+  /** Chunks lent by lend() and not yet given back, with how many loans hold each. */
+  readonly #lent = new Map<Buffer, number>();
 
   constructor(size: number, chunkBytes = SPARSE_CHUNK_BYTES) {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`SparseStore: bad size ${size}`);
@@ -60,6 +62,42 @@ export class SparseStore {
       if (chunk) out.set(chunk.subarray(at, at + len), pos);
       else out.fill(0, pos, pos + len);
     });
+  }
+
+  /**
+   * The bytes of [offset, offset+length) as views of the store's own chunks (holes: views of
+   * one zero chunk), without copying. A lent chunk is never modified: a write to it goes to a
+   * fresh copy that replaces it in the store (copy on write), until release().
+   */
+  lend(offset: number, length: number): { buffers: Buffer[]; release: () => void } {
+    const buffers: Buffer[] = [];
+    const held: Buffer[] = [];
+    this.#walk(offset, length, (idx, at, len) => {
+      const chunk = this.#chunks.get(idx);
+      if (chunk) {
+        buffers.push(chunk.subarray(at, at + len));
+        held.push(chunk);
+        this.#lent.set(chunk, (this.#lent.get(chunk) ?? 0) + 1);
+      } else {
+        buffers.push(this.#zeroChunk().subarray(0, len));
+      }
+    });
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      for (const chunk of held) {
+        const n = this.#lent.get(chunk)! - 1;
+        if (n === 0) this.#lent.delete(chunk);
+        else this.#lent.set(chunk, n);
+      }
+    };
+    return { buffers, release };
+  }
+
+  /** Chunks currently lent (for tests and stats). */
+  get lentChunks(): number {
+    return this.#lent.size;
   }
 
   write(offset: number, data: Uint8Array): void {
@@ -178,24 +216,38 @@ export class SparseStore {
       this.#addIndex(idx);
       this.#allocated += clen;
     }
-    return chunk;
+    return this.#lent.has(chunk) ? this.#unshare(idx, chunk) : chunk;
+  }
+
+  /** Replaces lent chunk idx by a copy the store may modify; the borrowers keep the original. */
+  #unshare(idx: number, chunk: Buffer): Buffer {
+    const copy = Buffer.allocUnsafe(chunk.length);
+    chunk.copy(copy);
+    this.#chunks.set(idx, copy);
+    return copy;
+  }
+
+  /** A chunk of zeroes that nothing writes to (hole reads, the zero check). */
+  #zeroChunk(): Buffer {
+    if (!this.#zero || this.#zero.length < this.chunkBytes) this.#zero = Buffer.alloc(this.chunkBytes);
+    return this.#zero;
   }
 
   #zeroIn(idx: number, at: number, len: number, keepAllocated: boolean): void {
-    const chunk = this.#chunks.get(idx);
+    let chunk = this.#chunks.get(idx);
     if (!chunk) return;
-    if (!keepAllocated && (len === chunk.length || (chunk.fill(0, at, at + len), this.#isZero(chunk)))) {
-      this.#chunks.delete(idx);
-      this.#removeIndex(idx);
-      this.#allocated -= chunk.length;
-      return;
+    if (keepAllocated || len < chunk.length) {
+      if (this.#lent.has(chunk)) chunk = this.#unshare(idx, chunk);
+      chunk.fill(0, at, at + len);
+      if (keepAllocated || !this.#isZero(chunk)) return;
     }
-    chunk.fill(0, at, at + len);
+    this.#chunks.delete(idx);
+    this.#removeIndex(idx);
+    this.#allocated -= chunk.length;
   }
 
   #isZero(chunk: Buffer): boolean {
-    if (!this.#zero || this.#zero.length < chunk.length) this.#zero = Buffer.alloc(this.chunkBytes);
-    return chunk.equals(this.#zero.subarray(0, chunk.length));
+    return chunk.equals(this.#zeroChunk().subarray(0, chunk.length));
   }
 
   /** Reads straight from the store: the piece at src+pos, up to the end of its chunk. */

@@ -110,6 +110,9 @@ class HookedRam extends RamDevice {
   protected override doRead(offset: number, buffer: Uint8Array, o?: IoOptions) {
     return this.#around('read', offset, buffer.length, o?.signal, () => super.doRead(offset, buffer, o));
   }
+  protected override doReadLoan(offset: number, length: number, o?: IoOptions) {
+    return this.#around('read', offset, length, o?.signal, () => super.doReadLoan(offset, length, o));
+  }
   protected override doWrite(offset: number, data: Uint8Array, o?: WriteOptions) {
     return this.#around('write', offset, data.length, o?.signal, () => super.doWrite(offset, data, o));
   }
@@ -1310,6 +1313,34 @@ test('direct reads: a TCP session moves to a socket that receives WRITE data int
   assert.deepEqual([...cookies].sort(), [100n, 101n, 102n]);
   for (const w of writes)
     assert.ok((await read(h, w.offset, w.data.length)).equals(w.data), `data at ${w.offset}`);
+  await disconnect(h);
+  h.cleanup();
+});
+
+test("large reads borrow the RAM device's chunks: sent without a copy, unchanged by later writes, given back", async () => {
+  const dev = new HookedRam({ size: 4 * MiB });
+  const h = await setup('structured', { device: dev });
+  const old = pattern(2 * MiB, 1);
+  await write(h, MiB, old);
+  // The server's socket is corked: the 2 MiB reply stays queued in it, lent.
+  h.t.socket.cork();
+  const cookie = h.send({ type: NBD_CMD_READ, offset: MiB, length: 2 * MiB });
+  while (!dev.calls.some((c) => c.op === 'read')) await sleep(1);
+  await sleep(5);
+  assert.ok(dev.lentChunks > 0, 'the reply refers to the device chunks');
+  // A write over the same range, from another connection's point of view (the device itself).
+  const fresh = pattern(2 * MiB, 2);
+  await dev.write(MiB, fresh);
+  h.t.socket.uncork();
+  const r = await h.reader.reply();
+  assert.equal(r[0]!.cookie, cookie);
+  assert.ok(dataOf(r, MiB, 2 * MiB).equals(old), 'the reply holds the bytes read, not the later write');
+  assert.ok((await read(h, MiB, 2 * MiB)).equals(fresh), 'the device holds the write');
+  await sleep(5);
+  assert.equal(dev.lentChunks, 0, 'every loan given back once sent');
+  // Small reads are copied, not lent.
+  await read(h, 0, 4096);
+  assert.equal(dev.lentChunks, 0);
   await disconnect(h);
   h.cleanup();
 });

@@ -131,6 +131,9 @@ const MAX_STATUS_CALLS = 4096;
 /** READ buffers and WRITE payloads, reused across requests and connections (util/buffer-pool.ts). */
 const IO_BUFFERS = new BufferPool({ maxPerClass: 8, maxClassBytes: 4 * 1024 * 1024 });
 
+/** Reads at least this large borrow the device's memory when it lends it (BlockDevice.readLoan). */
+const LOAN_MIN_BYTES = 64 * 1024;
+
 /** Direct reads that are not payload land here first (libuv's own read size). */
 const SCRATCH_BYTES = 64 * 1024;
 
@@ -151,7 +154,7 @@ class RequestError extends Error {
 
 type Outcome =
   | { kind: 'ok' }
-  | { kind: 'data'; offset: number; data: Buffer }
+  | { kind: 'data'; offset: number; data: readonly Uint8Array[]; release: () => void }
   | { kind: 'status'; chunks: Array<{ id: number; descriptors: StatusDescriptor[] }> }
   | { kind: 'error'; error: number; message: string };
 
@@ -420,6 +423,14 @@ export class NbdTransmission {
     const fua = (req.flags & NBD_CMD_FLAG_FUA) !== 0;
     switch (req.type) {
       case NBD_CMD_READ: {
+        // Large reads from a device that can lend its memory (RAM) go out without a copy; the
+        // loan is released once the socket has sent the reply. Small reads are copied: a loan
+        // makes the next write to that chunk copy it.
+        if (range.length >= LOAN_MIN_BYTES && range.length <= dev.limits.maxTransferBytes) {
+          const loan = await dev.readLoan(range.offset, range.length, { signal });
+          if (loan)
+            return { kind: 'data', offset: range.offset, data: loan.buffers, release: () => loan.release() };
+        }
         // Unzeroed: a failed read is answered with an error, never with this buffer.
         const data = IO_BUFFERS.take(range.length);
         try {
@@ -428,7 +439,7 @@ export class NbdTransmission {
           IO_BUFFERS.give(data);
           throw err;
         }
-        return { kind: 'data', offset: range.offset, data };
+        return { kind: 'data', offset: range.offset, data: [data], release: () => IO_BUFFERS.give(data) };
       }
       case NBD_CMD_WRITE:
         try {
@@ -610,7 +621,7 @@ export class NbdTransmission {
   // ---- replies -------------------------------------------------------------------------------
 
   #complete(req: NbdRequest, outcome: Outcome): void {
-    const release = outcome.kind === 'data' ? outcome.data : undefined;
+    const release = outcome.kind === 'data' ? outcome.release : undefined;
     this.#write(this.#encodeReply(req, outcome), release);
     if (this.#onRequest) {
       const bytes =
@@ -629,7 +640,7 @@ export class NbdTransmission {
     const style = this.#style;
     if (style === 'simple') {
       if (o.kind === 'error') return [encodeSimpleReply(o.error, req.cookie)];
-      if (o.kind === 'data') return [encodeSimpleReply(0, req.cookie), o.data];
+      if (o.kind === 'data') return [encodeSimpleReply(0, req.cookie), ...o.data];
       return [encodeSimpleReply(0, req.cookie)];
     }
     const h = (flags: number, type: number): ChunkHeader => ({
@@ -646,7 +657,7 @@ export class NbdTransmission {
       case 'data':
         return encodeChunk(style, h(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA), [
           encodeOffsetDataPrefix(o.offset),
-          o.data,
+          ...o.data,
         ]);
       case 'status': {
         const parts: Uint8Array[] = [];
@@ -669,18 +680,18 @@ export class NbdTransmission {
   }
 
   /** Writes one whole reply in one corked batch; drops it when the socket can no longer take it. */
-  #write(parts: readonly Uint8Array[], release?: Buffer): void {
+  #write(parts: readonly Uint8Array[], release?: () => void): void {
     const s = this.#socket;
     if (this.#socketGone || s.destroyed || !s.writable) {
-      if (release) IO_BUFFERS.give(release);
+      release?.();
       return;
     }
     s.cork();
     let ok = true;
     const last = parts.length - 1;
-    // The read buffer goes back to the pool once the socket is done with it (written or failed).
+    // The read data goes back (pool, loan) once the socket is done with it (written or failed).
     parts.forEach((p, i) => {
-      ok = i === last && release ? s.write(p, () => IO_BUFFERS.give(release)) : s.write(p);
+      ok = i === last && release ? s.write(p, () => release()) : s.write(p);
     });
     s.uncork();
     // write() says false as soon as more than the 16 KiB high-water mark is queued, which a
