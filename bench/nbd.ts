@@ -2,7 +2,7 @@
 // clients in the same run: fio's nbd engine (libnbd) and nbdcopy.
 //
 //   npm run bench:nbd        (= npm run build && node --import tsx bench/nbd.ts)
-//   node --import tsx bench/nbd.ts [--size 1G] [--runtime 5] [--only tsblk,nbdkit,qemu-nbd]
+//   node --import tsx bench/nbd.ts [--size 1G] [--runtime 5] [--rounds 1] [--only tsblk,nbdkit,qemu-nbd]
 //                                  [--copy-runs 3] [--no-fio] [--no-nbdcopy] [--json FILE]
 //
 // The servers, each a separate process on 127.0.0.1, one at a time, over SIZE of RAM:
@@ -55,6 +55,7 @@ import {
   formatMarkdown,
   formatTable,
   median,
+  medianRun,
   nbdUri,
   parseBenchArgs,
   cpuTicksFromStat,
@@ -391,6 +392,18 @@ function rowsOf(results: Partial<Record<ServerId, ServerResult>>, o: BenchOption
   return rows;
 }
 
+/** One result from several rounds: per workload the median run; the first round's nbdcopy and maps. */
+function mergeRounds(rounds: readonly ServerResult[]): ServerResult {
+  const first = rounds[0] ?? { fio: {}, copyTimesS: [] };
+  const fio: ServerResult['fio'] = {};
+  for (const w of WORKLOADS) {
+    const got = rounds.map((r) => r.fio[w.id]).filter((f) => f !== undefined);
+    if (got.length) fio[w.id] = medianRun(got, (f) => (w.unit === 'IOPS' ? f.iops : f.mibs));
+  }
+  const error = rounds.find((r) => r.error)?.error;
+  return { ...first, fio, ...(error ? { error } : {}) };
+}
+
 async function main(): Promise<number> {
   let o: BenchOptions;
   try {
@@ -421,18 +434,27 @@ async function main(): Promise<number> {
   const results: Partial<Record<ServerId, ServerResult>> = {};
   let failed = false;
   try {
-    for (const id of o.servers) {
-      console.error(`# ${id} ...`);
-      try {
-        results[id] = await benchServer(id, o, work);
-        if (results[id].exitCode !== 0)
-          console.error(`# warning: ${id} exited with ${results[id].exitCode} after SIGTERM`);
-      } catch (err) {
-        failed = true;
-        console.error(`bench/nbd: ${id}: ${(err as Error).message}`);
-        results[id] = { fio: {}, copyTimesS: [], error: (err as Error).message };
+    // Servers take turns, round after round, so a load that comes and goes (this machine is
+    // shared) touches all of them alike; each workload shows its median round.
+    const runs: Partial<Record<ServerId, ServerResult[]>> = {};
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const id of o.servers) {
+        console.error(`# ${id}${o.rounds > 1 ? ` (round ${round} of ${o.rounds})` : ''} ...`);
+        // nbdcopy's own runs are repeated inside a round (--copy-runs): once is enough.
+        const ro = round === 1 ? o : { ...o, nbdcopy: false };
+        let r: ServerResult;
+        try {
+          r = await benchServer(id, ro, work);
+          if (r.exitCode !== 0) console.error(`# warning: ${id} exited with ${r.exitCode} after SIGTERM`);
+        } catch (err) {
+          failed = true;
+          console.error(`bench/nbd: ${id}: ${(err as Error).message}`);
+          r = { fio: {}, copyTimesS: [], error: (err as Error).message };
+        }
+        (runs[id] ??= []).push(r);
       }
     }
+    for (const id of o.servers) results[id] = mergeRounds(runs[id] ?? []);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -445,7 +467,7 @@ async function main(): Promise<number> {
   );
   console.log(`# ${versions.map(([t, v]) => `${t}: ${v}`).join('; ')}`);
   console.log(
-    `# fio nbd engine (libnbd, 1 connection), ${o.runtimeS} s per job after a 1 s ramp, export ${(o.sizeBytes / MiB).toFixed(0)} MiB prefilled; ` +
+    `# fio nbd engine (libnbd, 1 connection), ${o.runtimeS} s per job after a 1 s ramp${o.rounds > 1 ? `, median of ${o.rounds} rounds` : ''}, export ${(o.sizeBytes / MiB).toFixed(0)} MiB prefilled; ` +
       `nbdcopy: median of ${o.copyRuns}, fresh 1 GiB export with ${COPY_WRITES} MiB written`,
   );
   for (const id of o.servers) {

@@ -17,6 +17,7 @@ import {
   formatMarkdown,
   formatTable,
   median,
+  medianRun,
   nbdUri,
   parseBenchArgs,
   parseFioJson,
@@ -43,6 +44,7 @@ test('parseBenchArgs: defaults, every option, and the server order stays tsblk, 
     runtimeS: 5,
     servers: ['tsblk', 'nbdkit', 'qemu-nbd'],
     copyRuns: 3,
+    rounds: 1,
     fio: true,
     nbdcopy: true,
   });
@@ -55,6 +57,8 @@ test('parseBenchArgs: defaults, every option, and the server order stays tsblk, 
     'nbdkit,tsblk',
     '--copy-runs',
     '5',
+    '--rounds',
+    '3',
     '--no-nbdcopy',
     '--json',
     'out.json',
@@ -63,6 +67,7 @@ test('parseBenchArgs: defaults, every option, and the server order stays tsblk, 
   assert.equal(o.runtimeS, 3);
   assert.deepEqual(o.servers, ['tsblk', 'nbdkit']);
   assert.equal(o.copyRuns, 5);
+  assert.equal(o.rounds, 3);
   assert.equal(o.nbdcopy, false);
   assert.equal(o.fio, true);
   assert.equal(o.json, 'out.json');
@@ -75,6 +80,7 @@ test('parseBenchArgs: unknown servers, bad numbers, missing values and unknown f
   assert.throws(() => parseBenchArgs(['--runtime', '0']), /--runtime 0/);
   assert.throws(() => parseBenchArgs(['--runtime', '2.5']), /--runtime 2.5/);
   assert.throws(() => parseBenchArgs(['--copy-runs', '0']), /--copy-runs/);
+  assert.throws(() => parseBenchArgs(['--rounds', '0']), /--rounds 0/);
   assert.throws(() => parseBenchArgs(['--size', '1536K']), /whole number of MiB/);
   assert.throws(() => parseBenchArgs(['--size']), /--size needs a value/);
   assert.throws(() => parseBenchArgs(['--size', '--runtime']), /--size needs a value/);
@@ -254,4 +260,25 @@ test('a CPU table: values with two decimals, never ratios (a cost, not a speed)'
     ['workload', 'unit', 'tsblk', 'nbdkit'],
     ['rr', 'cores', '0.99', '1.50'],
   ]);
+});
+
+test('medianRun: the whole middle run by its key (the lower middle for an even count)', () => {
+  const runs = [
+    { mibs: 300, cores: 0.3 },
+    { mibs: 100, cores: 0.1 },
+    { mibs: 200, cores: 0.2 },
+  ];
+  assert.deepEqual(
+    medianRun(runs, (r) => r.mibs),
+    { mibs: 200, cores: 0.2 },
+  );
+  assert.deepEqual(
+    medianRun(runs.slice(0, 2), (r) => r.mibs),
+    { mibs: 100, cores: 0.1 },
+  );
+  assert.deepEqual(
+    medianRun([runs[0]!], (r) => r.mibs),
+    runs[0],
+  );
+  assert.throws(() => medianRun([], (r: number) => r), /median of nothing/);
 });

@@ -28,6 +28,8 @@ export interface BenchOptions {
   servers: ServerId[];
   /** nbdcopy runs per server (the median is reported). */
   copyRuns: number;
+  /** Times every server runs every fio workload, servers taking turns; the median run is shown. */
+  rounds: number;
   /** Write the raw results here as JSON. */
   json?: string;
   /** Skip the fio workloads or the nbdcopy case. */
@@ -36,7 +38,7 @@ export interface BenchOptions {
 }
 
 const USAGE =
-  'usage: bench/nbd.ts [--size 1G] [--runtime 5] [--only tsblk,nbdkit,qemu-nbd] [--copy-runs 3] ' +
+  'usage: bench/nbd.ts [--size 1G] [--runtime 5] [--rounds 1] [--only tsblk,nbdkit,qemu-nbd] [--copy-runs 3] ' +
   '[--no-fio] [--no-nbdcopy] [--json FILE]';
 
 /** Parses bench/nbd.ts's arguments; throws with the usage on anything unknown. */
@@ -46,6 +48,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     runtimeS: 5,
     servers: [...SERVERS],
     copyRuns: 3,
+    rounds: 1,
     fio: true,
     nbdcopy: true,
   };
@@ -66,6 +69,12 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         o.runtimeS = Number(v);
         if (!Number.isInteger(o.runtimeS) || o.runtimeS < 1)
           throw new Error(`--runtime ${v}: a whole number of seconds ≥ 1`);
+        break;
+      }
+      case '--rounds': {
+        const v = value();
+        o.rounds = Number(v);
+        if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error(`--rounds ${v}: ≥ 1`);
         break;
       }
       case '--copy-runs': {
@@ -205,6 +214,16 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * The run whose key is the median (the lower of the two middle ones for an even count): a
+ * whole run, so its other figures (CPU) belong to the rate shown.
+ */
+export function medianRun<T>(runs: readonly T[], key: (t: T) => number): T {
+  if (runs.length === 0) throw new Error('median of nothing');
+  const s = [...runs].sort((a, b) => key(a) - key(b));
+  return s[(s.length - 1) >> 1]!;
 }
 
 /** One table row: a value per server (undefined = not run or failed). */

@@ -97,7 +97,11 @@ export class RamDevice extends BlockDeviceBase {
   }
 
   /** The store's chunks themselves, copy-on-write while lent (SparseStore.lend). */
-  protected override doReadLoan(offset: number, length: number): Promise<ReadLoan | undefined> {
+  protected override doReadLoan(
+    offset: number,
+    length: number,
+    _options?: IoOptions,
+  ): Promise<ReadLoan | undefined> {
     return Promise.resolve(this.#store.lend(offset, length));
   }
 
