@@ -1,25 +1,32 @@
-// Interop: tsblk's ublk server against the Linux kernel's ublk_drv, in ONE guest boot
-// (test/vm/, docs/interop.md). Guest side: test/vm/guest/interop-ublk.sh, which runs
-// test/vm/guest/ublk-serve.mjs (a 64 MiB RamDevice exported from dist/ with 2 queues of 64
-// tags, data moved with UBLK_F_USER_COPY) and then, through /dev/ublkb0:
+// Interop: `tsblk ublk` against the Linux kernel's ublk_drv, in ONE guest boot (test/vm/,
+// docs/interop.md). Guest side: test/vm/guest/interop-ublk.sh, which starts
+// `tsblk ublk add ram:256M --queues 2 --depth 64` from dist/ (bin/tsblk.js; data moved with
+// UBLK_F_USER_COPY) and then, through /dev/ublkb0:
+//  - `tsblk ublk list --json`: the device, live, with the server's pid, queues, depth, size;
 //  - the size, block sizes, 2 hardware queues and the queue limits the kernel derived from
 //    SET_PARAMS (discard, write zeroes, volatile cache + FUA, not rotational, writable);
 //  - a pattern written with dd and read back buffered, O_DIRECT 4 KiB and 128 KiB; patterns
 //    written with O_DIRECT 4 KiB and 128 KiB; the device's last block;
 //  - blkdiscard (DISCARD) and blkdiscard -z (WRITE_ZEROES) read back as zeroes, the rest kept;
 //  - fio randwrite + crc32c verify at 4 KiB and 128 KiB, 2 jobs, QD 32;
+//  - ext4: mkfs, mount, three pattern files, sync, umount, fsck -fn clean, mount again: every
+//    sha256 as computed here;
 //  - SIGTERM: STOP_DEV, queues stopped, DEL_DEV: the server exits 0, /dev/ublkb0 and
-//    /dev/ublkc0 are gone.
+//    /dev/ublkc0 are gone;
+//  - a second server deleted from another process (`tsblk ublk del 0`): the server notices,
+//    exits 0, both nodes are gone and `tsblk ublk list` shows none.
 // dist/ must be current (ensureBuilt), and the native addon built with io_uring support
 // (native/uring.c). Under CI=true a missing peer fails; elsewhere the file is skipped.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 
 import { loadUblkNative } from '../src/native/addon.js';
 import { ensureBuilt } from './vm/build-dist.js';
+import { patternBlock } from './vm/copy-reference.js';
 import { GuestFacts, guestRunSummary } from './vm/report.js';
 import {
   assertPeers,
@@ -32,13 +39,40 @@ import {
 } from './vm/vm.js';
 
 const MiB = 1024 * 1024;
-const SIZE = 64 * MiB;
+const SIZE = 256 * MiB;
 const QUEUES = 2;
 const DEPTH = 64;
+const BS = 4096;
+
+/** sha256 of lib.sh `pattern FIRST COUNT 4096`, cut to `bytes` when given. */
+function patternSha(first: number, count: number, bytes?: number): string {
+  const h = createHash('sha256');
+  let left = bytes ?? count * BS;
+  for (let lba = first; lba < first + count && left > 0; lba++) {
+    const b = patternBlock(lba, BS);
+    h.update(b.subarray(0, Math.min(BS, left)));
+    left -= BS;
+  }
+  return h.digest('hex');
+}
 
 /** The harness's peers, plus ublk_drv in the guest kernel and the addon's io_uring part. */
 function ublkPeers(): PeerCheck {
-  const c = checkPeers(['fio', 'blkdiscard', 'blockdev', 'modprobe', 'dd', 'sha256sum', 'cmp', 'node']);
+  const c = checkPeers([
+    'fio',
+    'blkdiscard',
+    'blockdev',
+    'modprobe',
+    'dd',
+    'sha256sum',
+    'cmp',
+    'node',
+    'mkfs.ext4',
+    'fsck.ext4',
+    'mount',
+    'umount',
+    'timeout',
+  ]);
   const missing = [...c.missing];
   if (c.kernel) {
     const dir = join(c.kernel.moduleDir, 'kernel', 'drivers', 'block');
@@ -87,16 +121,41 @@ describe(
       assert.deepEqual(facts.failedChecks(), []);
     });
 
-    it('loads ublk_drv and starts the server: USER_COPY negotiated, /dev/ublkb0 and /dev/ublkc0 exist', () => {
+    it('loads ublk_drv; tsblk ublk add prints /dev/ublkb0 and the size first, USER_COPY negotiated', () => {
       assert.equal(facts.get('modprobe_rc'), '0');
       assert.equal(facts.get('control_dev'), 'yes');
       assert.equal(facts.get('server_ready'), 'yes', facts.tail(40));
+      assert.equal(facts.get('ready_line'), '/dev/ublkb0');
       assert.match(
-        facts.get('ready_line'),
-        /^ublk ready dev=0 block=\/dev\/ublkb0 flags=0x[0-9a-f]+ \(.*\bUSER_COPY\b/,
+        facts.get('size_line'),
+        new RegExp(`^  size ${SIZE} bytes \\(256 MiB\\), 512-byte blocks$`),
+      );
+      assert.match(
+        facts.get('info_line'),
+        new RegExp(
+          `^  ublk device 0 \\(/dev/ublkc0, server pid ${facts.get('server_pid')}\\): .*` +
+            `${QUEUES} queues x ${DEPTH} tags, flags 0x[0-9a-f]+ \\(.*\\bUSER_COPY\\b`,
+        ),
       );
       assert.equal(facts.get('block_dev'), 'yes');
       assert.equal(facts.get('char_dev'), 'yes');
+    });
+
+    it('tsblk ublk list --json shows the live device with its server pid, queues, depth and size', () => {
+      assert.equal(facts.get('list_rc'), '0', facts.tail(40));
+      const list = JSON.parse(facts.get('list_json')) as { devices: Record<string, unknown>[] };
+      assert.equal(list.devices.length, 1);
+      const d = list.devices[0]!;
+      assert.equal(d.id, 0);
+      assert.equal(d.state, 'live');
+      assert.equal(d.pid, Number(facts.get('server_pid')));
+      assert.equal(d.serverRunning, true);
+      assert.equal(d.queues, QUEUES);
+      assert.equal(d.depth, DEPTH);
+      assert.equal(d.size, SIZE);
+      assert.equal(d.blockDevice, '/dev/ublkb0');
+      assert.equal(d.charDevice, '/dev/ublkc0');
+      assert.ok((d.flags as string[]).includes('USER_COPY'));
     });
 
     it('the kernel took the parameters: size, block sizes, queues, discard, write zeroes, cache', () => {
@@ -145,6 +204,22 @@ describe(
       assert.equal(facts.get('fio_128k_rc'), '0', facts.tail(40));
     });
 
+    it('ext4: mkfs, mount, files, umount, fsck -fn clean, remount: every byte intact', () => {
+      assert.equal(facts.get('mkfs_rc'), '0', facts.section('ext4'));
+      assert.equal(facts.get('mount_rc'), '0', facts.section('ext4'));
+      assert.equal(facts.get('files_written'), '3');
+      assert.equal(facts.get('umount_rc'), '0');
+      assert.equal(facts.get('fsck_rc'), '0', 'fsck.ext4 -fn found problems');
+      assert.equal(facts.get('remount_rc'), '0');
+      assert.equal(facts.get('bytes_a'), String(1024 * BS));
+      assert.equal(facts.get('sha_a'), patternSha(0, 1024));
+      assert.equal(facts.get('bytes_b'), String(257 * BS));
+      assert.equal(facts.get('sha_b'), patternSha(5000, 257));
+      assert.equal(facts.get('bytes_c'), '10000');
+      assert.equal(facts.get('sha_c'), patternSha(9000, 3, 10000));
+      assert.equal(facts.get('umount2_rc'), '0');
+    });
+
     it('SIGTERM: the server stops the device, exits 0 and leaves no /dev/ublkb0 or /dev/ublkc0', () => {
       assert.equal(facts.get('server_exit'), '0', facts.tail(40));
       const stopped = facts.get('stopped_line');
@@ -155,6 +230,18 @@ describe(
       assert.equal(m[3], String(QUEUES * DEPTH), 'every fetched tag was aborted at stop');
       assert.equal(facts.get('block_gone'), 'yes');
       assert.equal(facts.get('char_gone'), 'yes');
+    });
+
+    it('tsblk ublk del 0 from another process: the running server exits 0, nothing is left', () => {
+      assert.equal(facts.get('server2_ready'), 'yes', facts.tail(40));
+      assert.equal(facts.get('ready2_line'), '/dev/ublkb0');
+      assert.equal(facts.get('del_rc'), '0', facts.tail(40));
+      assert.match(facts.get('del_line'), /^deleted ublk device 0\b/);
+      assert.equal(facts.get('server2_exit'), '0', facts.tail(40));
+      assert.match(facts.get('outside_line'), /\/dev\/ublkb0 was stopped from outside/);
+      assert.equal(facts.get('block2_gone'), 'yes');
+      assert.equal(facts.get('char2_gone'), 'yes');
+      assert.equal(facts.get('list_after'), 'no ublk devices');
     });
   },
 );

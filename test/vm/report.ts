@@ -34,6 +34,15 @@ export class GuestFacts {
     return this.stdout.split('\n').filter((l) => l.startsWith('check FAILED:'));
   }
 
+  /** The transcript of one `section "TITLE"` of a guest script (from its ==== line to the next). */
+  section(title: string): string {
+    const lines = this.stdout.split('\n');
+    const start = lines.findIndex((l) => l.startsWith('==== ') && l.includes(title));
+    if (start < 0) return `(no section "${title}" in the transcript)`;
+    const end = lines.findIndex((l, i) => i > start && l.startsWith('==== '));
+    return lines.slice(start, end < 0 ? undefined : end).join('\n');
+  }
+
   tail(n: number): string {
     return this.stdout.trimEnd().split('\n').slice(-n).join('\n');
   }

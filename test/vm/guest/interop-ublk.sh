@@ -1,25 +1,35 @@
 #!/bin/bash
-# Guest side of test/interop-ublk.test.ts: tsblk's ublk server (test/vm/guest/ublk-serve.mjs,
-# from dist/) exporting a RAM device as /dev/ublkb0 through the kernel's ublk_drv, one boot:
-#  1. modprobe ublk_drv; start the server (SIZE bytes, QUEUES queues, DEPTH tags each);
+# Guest side of test/interop-ublk.test.ts: `tsblk ublk add` (dist/, through bin/tsblk.js)
+# exporting a RAM device as /dev/ublkb0 through the kernel's ublk_drv, one boot:
+#  1. modprobe ublk_drv; `tsblk ublk add ram:SIZE --queues QUEUES --depth DEPTH` in the
+#     background; `tsblk ublk list --json` shows it with the server's pid;
 #  2. what the kernel made of it: size, block sizes, hardware queues, queue limits;
 #  3. a pattern written with dd (1 MiB direct), read back buffered and direct (4 KiB and
 #     128 KiB O_DIRECT): every sha256 equal to the pattern's;
 #  4. blkdiscard (DISCARD) and blkdiscard -z (WRITE_ZEROES) over patterns: zeroes read back;
 #  5. fio randwrite + crc32c verify, 4 KiB and 128 KiB, 2 jobs, libaio QD 32;
-#  6. SIGTERM: the server exits 0 and /dev/ublkb0 and /dev/ublkc0 are gone.
+#  6. ext4: mkfs, mount, three pattern files, sync, umount, fsck -fn, mount again, sha256;
+#  7. SIGTERM: the server exits 0 and /dev/ublkb0 and /dev/ublkc0 are gone;
+#  8. a second server, deleted from another process with `tsblk ublk del 0`: it exits 0 by
+#     itself, both nodes are gone, `tsblk ublk list` shows nothing.
 # Prints facts (`fact: K=V`, test/vm/report.ts); keeps going after a failed step; prints
 # "guest script done" at the end.
 #
-# env: SIZE (default 67108864), QUEUES (default 2), DEPTH (default 64)
+# env: SIZE (bytes, default 268435456), QUEUES (default 2), DEPTH (default 64),
+#      TSBLK_CMD (default "node <project>/bin/tsblk.js"; split on whitespace)
 set -u
 HERE=$(dirname "$(readlink -f "$0")")
+PROJECT=$(cd "$HERE/../../.." && pwd)
 source "$HERE/lib.sh"
-SIZE=${SIZE:-67108864}
+SIZE=${SIZE:-268435456}
 QUEUES=${QUEUES:-2}
 DEPTH=${DEPTH:-64}
+# shellcheck disable=SC2206 # split on whitespace on purpose
+TSBLK=(${TSBLK_CMD:-node $PROJECT/bin/tsblk.js})
 DEV=/dev/ublkb0
-LOG=/tmp/ublk-serve.log
+LOG=/tmp/ublk-add.log
+LOG2=/tmp/ublk-add2.log
+MNT=/mnt/ublk
 MiB=1048576
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
@@ -38,24 +48,55 @@ dev_sha() {
   shift 2
   dd if=$DEV bs=1M skip="$off" count="$len" status=none "$@" | sha
 }
+# wait_exit PID SECONDS: wait for a background server; SIGKILL it after SECONDS (a hang must
+# not eat the guest's time limit); returns its exit status
+wait_exit() {
+  local pid=$1 n=$(($2 * 10))
+  while kill -0 "$pid" 2>/dev/null && [[ $n -gt 0 ]]; do
+    sleep 0.1
+    n=$((n - 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "server $pid still running after $2 s: SIGKILL"
+    kill -KILL "$pid"
+  fi
+  wait "$pid"
+}
+# start_server LOG: `tsblk ublk add` in the background (SERVER_PID = node's pid); waits until
+# its first line (the block device) is printed or it exits
+start_server() {
+  "${TSBLK[@]}" ublk add "ram:$SIZE" --queues "$QUEUES" --depth "$DEPTH" >"$1" 2>&1 &
+  SERVER_PID=$!
+  local n=900
+  until grep -q '^/dev/ublkb' "$1" 2>/dev/null || ! kill -0 $SERVER_PID 2>/dev/null || [[ $n -le 0 ]]; do
+    sleep 0.1
+    n=$((n - 1))
+  done
+  cat "$1"
+  grep -q '^/dev/ublkb' "$1"
+}
 
 section "ublk_drv"
 modprobe ublk_drv
 fact modprobe_rc $?
+# ext4 is a module in Debian's kernel: mount fails with status 32 without it
+run modprobe -a ext4 crc32c_generic
 [[ -c /dev/ublk-control ]] && fact control_dev yes || fact control_dev no
 
-section "server"
-node "$HERE/ublk-serve.mjs" "$SIZE" "$QUEUES" "$DEPTH" >"$LOG" 2>&1 &
-SERVER_PID=$!
-n=600
-until grep -q '^ublk ready' "$LOG" 2>/dev/null || ! kill -0 $SERVER_PID 2>/dev/null || [[ $n -le 0 ]]; do
-  sleep 0.1
-  n=$((n - 1))
-done
-cat "$LOG"
-grep -q '^ublk ready' "$LOG" && fact server_ready yes || fact server_ready no
-fact ready_line "$(grep '^ublk ready' "$LOG")"
+section "server: ${TSBLK[*]} ublk add ram:$SIZE --queues $QUEUES --depth $DEPTH"
+start_server "$LOG" && fact server_ready yes || fact server_ready no
+fact ready_line "$(head -n 1 "$LOG")"
+fact size_line "$(sed -n 2p "$LOG")"
+fact info_line "$(grep -m1 '^  ublk device' "$LOG")"
+fact server_pid "$SERVER_PID"
 part start
+
+section "tsblk ublk list"
+"${TSBLK[@]}" ublk list --json >/tmp/list.json 2>&1
+fact list_rc $?
+cat /tmp/list.json
+fact list_json "$(tr -d '\n' </tmp/list.json)"
+part list
 
 section "what the kernel sees"
 fact block_dev "$([[ -b $DEV ]] && echo yes || echo no)"
@@ -112,7 +153,7 @@ part discard
 
 section "fio verify"
 for bs in 4k 128k; do
-  run fio --name=verify --filename=$DEV --direct=1 --ioengine=libaio --iodepth=32 --numjobs=2 \
+  run fio --name=verify --filename=$DEV --direct=1 --ioengine=libaio --iodepth=32 --numjobs=2 --verify_state_save=0 \
     --rw=randwrite --bs=$bs --size=8M --offset_increment=16M --offset=0 --verify=crc32c \
     --do_verify=1 --verify_fatal=1 --group_reporting --output-format=terse --terse-version=3 >/tmp/fio-$bs.out 2>&1
   fact "fio_${bs}_rc" $?
@@ -120,15 +161,61 @@ for bs in 4k 128k; do
 done
 part fio
 
-section "stop"
+section "ext4 on $DEV"
+run mkfs.ext4 -F -L tsblk-ublk $DEV >/tmp/mkfs.log 2>&1
+fact mkfs_rc $?
+cat /tmp/mkfs.log
+mkdir -p $MNT
+run mount -t ext4 $DEV $MNT 2>&1
+rc=$?
+fact mount_rc $rc
+[[ $rc -eq 0 ]] || dmesg | tail -n 15
+# three files: whole 4 KiB blocks, a 1 MiB + 1 block one, and an odd length (a partial block)
+pattern 0 1024 4096 >$MNT/a.bin
+pattern 5000 257 4096 >$MNT/b.bin
+pattern 9000 3 4096 | head -c 10000 >$MNT/c.bin
+fact files_written "$(ls $MNT | grep -c '\.bin$')"
+run sync
+run umount $MNT
+fact umount_rc $?
+run fsck.ext4 -fn $DEV
+fact fsck_rc $?
+run mount -t ext4 -o ro $DEV $MNT
+fact remount_rc $?
+for f in a b c; do
+  fact "sha_$f" "$(sha <$MNT/$f.bin)"
+  fact "bytes_$f" "$(stat -c %s $MNT/$f.bin)"
+done
+run umount $MNT
+fact umount2_rc $?
+part ext4
+
+section "stop: SIGTERM"
 kill -TERM $SERVER_PID
-wait $SERVER_PID
+wait_exit $SERVER_PID 60
 fact server_exit $?
 cat "$LOG"
-fact stopped_line "$(grep '^ublk stopped' "$LOG")"
+fact stopped_line "$(grep 'stopped ublk device' "$LOG")"
 sleep 0.2
 fact block_gone "$([[ -e $DEV ]] && echo no || echo yes)"
 fact char_gone "$([[ -e /dev/ublkc0 ]] && echo no || echo yes)"
 part stop
+
+section "second server, deleted with tsblk ublk del 0"
+start_server "$LOG2" && fact server2_ready yes || fact server2_ready no
+fact ready2_line "$(head -n 1 "$LOG2")"
+timeout 60 "${TSBLK[@]}" ublk del 0 >/tmp/del.out 2>&1
+fact del_rc $?
+cat /tmp/del.out
+fact del_line "$(tail -n 1 /tmp/del.out)"
+wait_exit $SERVER_PID 30
+fact server2_exit $?
+cat "$LOG2"
+fact outside_line "$(grep 'stopped from outside' "$LOG2")"
+sleep 0.2
+fact block2_gone "$([[ -e $DEV ]] && echo no || echo yes)"
+fact char2_gone "$([[ -e /dev/ublkc0 ]] && echo no || echo yes)"
+fact list_after "$("${TSBLK[@]}" ublk list 2>&1)"
+part del
 dmesg | grep -i ublk | tail -n 20
 echo "guest script done"
