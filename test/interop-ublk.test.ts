@@ -232,6 +232,18 @@ describe(
       assert.equal(facts.get('char_gone'), 'yes');
     });
 
+    it('tsblk serve with a ublk section: /dev/ublkb0 over the config device, data round trip, SIGTERM removes it', () => {
+      assert.match(
+        facts.get('serve_ublk_line'),
+        /^  ublk device 0: \/dev\/ublkb0 over disk \(ram, 64 MiB\), 2 queue\(s\) x 32 tags$/,
+        facts.section('tsblk serve'),
+      );
+      assert.equal(facts.get('serve_block_size'), String(64 * MiB));
+      assert.equal(facts.get('serve_data_sha'), patternSha(300, 256));
+      assert.equal(facts.get('serve_exit'), '0');
+      assert.equal(facts.get('serve_block_gone'), 'yes');
+    });
+
     it('tsblk ublk del 0 from another process: the running server exits 0, nothing is left', () => {
       assert.equal(facts.get('server2_ready'), 'yes', facts.tail(40));
       assert.equal(facts.get('ready2_line'), '/dev/ublkb0');

@@ -101,7 +101,11 @@ export async function serve(
   });
 
   const out = io.stdout;
-  const what = [server.listeners.length ? 'NVMe/TCP target' : '', server.nbd ? 'NBD server' : '']
+  const what = [
+    server.listeners.length ? 'NVMe/TCP target' : '',
+    server.nbd ? 'NBD server' : '',
+    server.ublk.length ? 'ublk devices' : '',
+  ]
     .filter(Boolean)
     .join(' and ');
   out.write(`tsblk serve: ${what} running (pid ${process.pid})${config ? ` from ${configFile}` : ''}\n`);
@@ -128,6 +132,10 @@ export async function serve(
         `  listening on ${l.address.path ?? formatHostPort(l.address.host!, l.address.port!)}: NBD${tls ? (tls.required ? ', TLS required' : ', TLS optional') : ''}\n`,
       );
   }
+  for (const u of server.ublk)
+    out.write(
+      `  ublk device ${u.devId}: ${u.blockPath} over ${u.device.name} (${u.device.kind}, ${formatSize(u.device.size)}), ${u.queues.length} queue(s) x ${u.queues[0]?.depth ?? 0} tags\n`,
+    );
   const commands = server.connectCommands();
   if (commands.length) {
     out.write('connect a Linux host with:\n');

@@ -115,13 +115,13 @@ const errors: Array<[string, unknown, string]> = [
   ['top level not an object', [], 'expected an object, got an array'],
   [
     'unknown section',
-    { devices: {}, ublk: {} },
-    'ublk: unknown section; expected devices, subsystems, ports, nbd',
+    { devices: {}, iscsi: {} },
+    'iscsi: unknown section; expected devices, subsystems, ports, nbd, ublk',
   ],
   [
     'misspelt section',
     { device: {} },
-    'device: unknown section (did you mean "devices"?); expected devices, subsystems, ports, nbd',
+    'device: unknown section (did you mean "devices"?); expected devices, subsystems, ports, nbd, ublk',
   ],
   ['devices not an object', { devices: [] }, 'devices: expected an object, got an array'],
   [

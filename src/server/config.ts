@@ -1,5 +1,5 @@
 // The JSON config file: `{ "devices": { "<name>": { "type": ..., ... } }, "subsystems": {...},
-// "ports": [...], "nbd": {...} }` (docs/config.md).
+// "ports": [...], "nbd": {...}, "ublk": {...} }` (docs/config.md).
 //
 // Each top-level key is a section with its own parser, listed in SECTIONS in the order they
 // are parsed; a section may look at the sections parsed before it (exports will refer to
@@ -13,6 +13,7 @@ import { ConfigError } from './config-error.js';
 import { parseDevicesSection, type ParseContext } from './config-devices.js';
 import { Fields, suggest } from './config-fields.js';
 import { parseNbdSection, type NbdConfig } from './config-nbd.js';
+import { parseUblkSection, type UblkConfig } from './config-ublk.js';
 import type { DeviceSpec } from './device-spec.js';
 import {
   parsePortsSection,
@@ -32,6 +33,8 @@ export interface Config {
   readonly ports: readonly PortConfig[];
   /** NBD exports and listeners (config-nbd.ts); absent when the file has no `nbd` section. */
   readonly nbd?: NbdConfig;
+  /** ublk devices (config-ublk.ts); absent when the file has no `ublk` section. */
+  readonly ublk?: UblkConfig;
 }
 
 type Sections = Omit<Config, 'source'>;
@@ -67,6 +70,11 @@ const SECTIONS = [
     key: 'nbd',
     empty: () => undefined,
     parse: (value, path, ctx, earlier) => parseNbdSection(value, path, ctx, earlier.devices ?? new Map()),
+  }),
+  section({
+    key: 'ublk',
+    empty: () => undefined,
+    parse: (value, path, _ctx, earlier) => parseUblkSection(value, path, earlier.devices ?? new Map()),
   }),
 ] as const;
 

@@ -9,9 +9,12 @@
 // A config's `subsystems` and `ports` replace that (no `ports` section: the same two
 // listeners); its `nbd` section replaces the NBD default (no `nbd` section: no NBD). A config
 // with an `nbd` section and no subsystems serves NBD only. `listen` / `discoveryListen` /
-// `discovery: false` / `nbdListen` / `nbd: false` override the listeners.
+// `discovery: false` / `nbdListen` / `nbd: false` override the listeners. A config's `ublk`
+// section starts its devices as /dev/ublkbN (after the listeners; a machine without ublk
+// fails the start with the reason before anything is opened).
 //
-// Shutdown (close()), in this order: the NBD server first (stop accepting, end handshakes,
+// Shutdown (close()), in this order: ublk devices stopped and deleted (no /dev/ublkb* left),
+// the NBD server (stop accepting, end handshakes,
 // in-flight NBD requests finish, up to DRAIN_TIMEOUT_MS); then stop accepting on every
 // NVMe/TCP listener; delete every
 // controller and close every connection (commands still running finish, their responses are
@@ -34,6 +37,8 @@ import { DeviceSet } from './devices.js';
 import type { NbdExport } from '../export/nbd/export.js';
 import { NbdServer, type NbdBoundAddress } from '../export/nbd/server.js';
 import { formatNbdUri } from '../export/nbd/uri.js';
+import { UblkExport, ublkUnavailable } from '../export/ublk/device.js';
+import type { UblkConfig } from './config-ublk.js';
 
 /** The NQN of the subsystem `tsblk serve` exports without a config. */
 export const DEFAULT_NQN = 'nqn.2026-11.io.tsblk:default';
@@ -152,12 +157,12 @@ function plan(options: ServeOptions): {
   if (config === undefined) subsystems = [defaultSubsystem()];
   else {
     subsystems = [...config.subsystems.values()];
-    // NBD only: no NVMe/TCP target listeners at all.
-    if (subsystems.length === 0 && nbd) return { subsystems, ports: [], nbd };
+    // NBD and/or ublk only: no NVMe/TCP target listeners at all.
+    if (subsystems.length === 0 && (nbd || config.ublk)) return { subsystems, ports: [], nbd };
     if (subsystems.length === 0)
       throw new ConfigError(
         config.source ?? '',
-        'defines no subsystems: add a "subsystems" section (docs/config.md) or an "nbd" section (docs/nbd.md), or run tsblk serve without a config',
+        'defines no subsystems: add a "subsystems" section (docs/config.md), an "nbd" section (docs/nbd.md) or a "ublk" section (docs/ublk.md), or run tsblk serve without a config',
       );
   }
   const fromConfig = config?.ports.length ? config.ports : undefined;
@@ -202,6 +207,8 @@ export class Server {
   readonly nbd: NbdServer | undefined;
   /** Where the NBD server listens (bound ports). */
   readonly nbdAddresses: readonly NbdBoundAddress[];
+  /** The config's ublk devices (/dev/ublkbN), live. */
+  readonly ublk: readonly UblkExport[];
   #closing: Promise<ShutdownReport> | undefined;
 
   private constructor(
@@ -210,7 +217,9 @@ export class Server {
     ports: TcpPort[],
     devices: DeviceSet,
     nbd?: { server: NbdServer; addresses: NbdBoundAddress[] },
+    ublk: UblkExport[] = [],
   ) {
+    this.ublk = ublk;
     this.target = target;
     this.transport = transport;
     this.ports = ports;
@@ -226,7 +235,10 @@ export class Server {
     const devices = new DeviceSet(config);
     const listening: TcpPort[] = [];
     let nbdServer: NbdServer | undefined;
+    const ublk: UblkExport[] = [];
     try {
+      // A machine without ublk fails here, before anything is opened.
+      if (config?.ublk) checkUblk(config);
       const target = new Target(options.target);
       for (const s of subsystems) {
         const namespaces: NamespaceOptions[] = [];
@@ -283,8 +295,10 @@ export class Server {
           );
         nbdInfo = { server: nbdServer, addresses };
       }
-      return new Server(target, transport, listening, devices, nbdInfo);
+      if (config?.ublk) await startUblk(config.ublk, devices, ublk);
+      return new Server(target, transport, listening, devices, nbdInfo, ublk);
     } catch (err) {
+      await Promise.allSettled(ublk.map((u) => u.stop()));
       await nbdServer?.close(1000).catch(() => {});
       await Promise.allSettled(listening.map((p) => p.close()));
       await devices.closeAll().catch(() => {});
@@ -355,7 +369,9 @@ export class Server {
         report.errors.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
       }
     };
-    // 0. NBD first: its requests run on the same devices the target flushes below
+    // 0. ublk devices and NBD first: their requests run on the devices flushed below. A
+    //    stopped ublk device is gone from /dev once its requests in flight finish.
+    for (const u of this.ublk) await step(`stopping ${u.blockPath}`, () => u.stop());
     if (this.nbd) await step('closing the NBD server', () => this.nbd!.close(DRAIN_TIMEOUT_MS));
     // 1. stop accepting, 2. controllers and connections
     await step('closing listeners', () =>
@@ -384,6 +400,7 @@ export class Server {
     for (const dev of [
       ...namespaces.map((ns) => ns.device),
       ...(this.nbd?.exports ?? []).map((e) => e.device),
+      ...this.ublk.map((u) => u.device),
     ]) {
       if (seen.has(dev)) continue;
       seen.add(dev);
@@ -396,6 +413,34 @@ export class Server {
     // 5. close the devices (and what they are built on)
     await step('closing devices', () => this.devices.closeAll());
     return report;
+  }
+}
+
+function checkUblk(config: Config): void {
+  const why = ublkUnavailable();
+  if (why)
+    throw new ConfigError(
+      config.source ? `${config.source}: ublk` : 'ublk',
+      `cannot serve ublk devices: ${why}`,
+    );
+}
+
+/** Opens each export's device through the serve's DeviceSet and starts its ublk device, into `out`. */
+async function startUblk(ublk: UblkConfig, devices: DeviceSet, out: UblkExport[]): Promise<void> {
+  for (const e of ublk.exports) {
+    let device: BlockDevice;
+    try {
+      device = await devices.open(e.device);
+    } catch (err) {
+      throw ConfigError.is(err) && err.path === '' ? new ConfigError(`${e.at}.device`, err.detail) : err;
+    }
+    out.push(
+      await UblkExport.start(device, {
+        queues: e.queues,
+        depth: e.depth,
+        ...(e.id === undefined ? {} : { devId: e.id }),
+      }),
+    );
   }
 }
 

@@ -201,6 +201,32 @@ fact block_gone "$([[ -e $DEV ]] && echo no || echo yes)"
 fact char_gone "$([[ -e /dev/ublkc0 ]] && echo no || echo yes)"
 part stop
 
+section "tsblk serve with a ublk section"
+cat >/tmp/ublk-serve.json <<'JSON'
+{ "devices": { "disk": { "type": "ram", "size": "64M" } },
+  "ublk": { "exports": [ { "device": "disk", "queues": 2, "depth": 32 } ] } }
+JSON
+"${TSBLK[@]}" serve /tmp/ublk-serve.json >/tmp/ublk-serve.log 2>&1 &
+SERVE_PID=$!
+n=900
+until grep -q '^  ublk device' /tmp/ublk-serve.log 2>/dev/null || ! kill -0 $SERVE_PID 2>/dev/null || [[ $n -le 0 ]]; do
+  sleep 0.1
+  n=$((n - 1))
+done
+cat /tmp/ublk-serve.log
+fact serve_ublk_line "$(grep -m1 '^  ublk device' /tmp/ublk-serve.log)"
+if [[ -b $DEV ]]; then
+  fact serve_block_size "$(blockdev --getsize64 $DEV)"
+  pattern 300 256 4096 | dd of=$DEV bs=1M oflag=direct status=none
+  fact serve_data_sha "$(dev_sha 0 1 iflag=direct)"
+fi
+kill -TERM $SERVE_PID
+wait_exit $SERVE_PID 60
+fact serve_exit $?
+sleep 0.2
+fact serve_block_gone "$([[ -e $DEV ]] && echo no || echo yes)"
+part serve
+
 section "second server, deleted with tsblk ublk del 0"
 start_server "$LOG2" && fact server2_ready yes || fact server2_ready no
 fact ready2_line "$(head -n 1 "$LOG2")"
