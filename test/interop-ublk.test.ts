@@ -235,7 +235,7 @@ describe(
     it('tsblk serve with a ublk section: /dev/ublkb0 over the config device, data round trip, SIGTERM removes it', () => {
       assert.match(
         facts.get('serve_ublk_line'),
-        /^  ublk device 0: \/dev\/ublkb0 over disk \(ram, 64 MiB\), 2 queue\(s\) x 32 tags$/,
+        /^ {2}ublk device 0: \/dev\/ublkb0 over disk \(ram, 64 MiB\), 2 queue\(s\) x 32 tags$/,
         facts.section('tsblk serve'),
       );
       assert.equal(facts.get('serve_block_size'), String(64 * MiB));
