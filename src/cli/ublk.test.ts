@@ -26,10 +26,10 @@ import {
 
 const MAIN = new URL('./main.ts', import.meta.url).pathname;
 
-test('ublk --help lists add, list and del', async () => {
+test('ublk --help lists add, recover, list and del', async () => {
   const r = await runCli(['ublk', '--help']);
   assert.equal(r.code, 0);
-  for (const cmd of ['add', 'list', 'del']) assert.match(r.stdout, new RegExp(`\\n  ${cmd}\\b`));
+  for (const cmd of ['add', 'recover', 'list', 'del']) assert.match(r.stdout, new RegExp(`\\n  ${cmd}\\b`));
 });
 
 test('usage errors exit 2 with one tsblk: line, before ublk is looked for', async () => {
@@ -52,6 +52,9 @@ test('usage errors exit 2 with one tsblk: line, before ublk is looked for', asyn
     ],
     [['ublk', 'del', 'abc'], /^tsblk: device id "abc": expected a whole number from 0 to 1048575\n$/],
     [['ublk', 'del', '0', '--timeout', '-1'], /^tsblk: --timeout "-1"/],
+    [['ublk', 'recover', 'x', 'file:/tmp/a.img'], /^tsblk: device id "x": expected a whole number/],
+    [['ublk', 'recover', '0', 'file:/tmp/a.img', '--timeout', 'soon'], /^tsblk: --timeout "soon"/],
+    [['ublk', 'recover', '0'], /^tsblk: missing required argument 'device'/],
   ];
   for (const [argv, msg] of cases) {
     const r = await runCli(argv);
@@ -70,6 +73,7 @@ test('parseCount and checkUblkAddOptions: bounds inclusive, defaults 1 queue x 6
   for (const bad of ['', '0x10', '1.5', '1e3', '-0', '4097'])
     assert.throws(() => parseCount(bad, '--depth', 1, 4096), { name: 'UsageError' }, bad);
   assert.deepEqual(checkUblkAddOptions({}), { queues: 1, depth: 64 });
+  assert.deepEqual(checkUblkAddOptions({ recoverable: true }), { queues: 1, depth: 64, recoverable: true });
   assert.deepEqual(checkUblkAddOptions({ queues: '2', depth: '128', id: String(UBLK_MAX_DEV_ID) }), {
     queues: 2,
     depth: 128,

@@ -3,6 +3,7 @@
 //   tsblk ublk add <device> [--queues N] [--depth D] [--id N]   serve until SIGINT/SIGTERM
 //   tsblk ublk list [--json]                                    the ublk devices present
 //   tsblk ublk del <id> [--timeout S]                           STOP_DEV + DEL_DEV
+//   tsblk ublk add <device> --recoverable; tsblk ublk recover <id> <device>   user recovery
 //
 // Decisions:
 // - `add` is a foreground server, like `tsblk nbd`: the first stdout line is the block device
@@ -57,12 +58,14 @@ interface AddCliOptions {
   queues?: string;
   depth?: string;
   id?: string;
+  recoverable?: boolean;
 }
 
 export interface UblkAddChoice {
   queues: number;
   depth: number;
   devId?: number;
+  recoverable?: boolean;
 }
 
 /** A whole number in [min, max], or a usage error naming the option. */
@@ -79,6 +82,7 @@ export function checkUblkAddOptions(opts: AddCliOptions): UblkAddChoice {
     queues: opts.queues === undefined ? 1 : parseCount(opts.queues, '--queues', 1, UBLK_MAX_NR_QUEUES),
     depth: opts.depth === undefined ? 64 : parseCount(opts.depth, '--depth', 1, UBLK_MAX_QUEUE_DEPTH),
     ...(opts.id === undefined ? {} : { devId: parseCount(opts.id, '--id', 0, UBLK_MAX_DEV_ID) }),
+    ...(opts.recoverable ? { recoverable: true } : {}),
   };
 }
 
@@ -147,18 +151,27 @@ function stoppedFromOutside(err: unknown): boolean {
   return err instanceof UblkError && err.code === 'ENODEV';
 }
 
-async function serveUblk(device: BlockDevice, choice: UblkAddChoice, io: CliIo): Promise<number> {
+/** How serve gets its device: a new one (add), or a dead server's (recover). */
+type Attach = (onError: (err: UblkError) => void) => Promise<UblkExport>;
+
+function addAttach(device: BlockDevice, choice: UblkAddChoice): Attach {
+  return (onError) =>
+    UblkExport.start(device, {
+      queues: choice.queues,
+      depth: choice.depth,
+      ...(choice.devId === undefined ? {} : { devId: choice.devId }),
+      ...(choice.recoverable ? { recoverable: true } : {}),
+      onError,
+    });
+}
+
+async function serveUblk(device: BlockDevice, attach: Attach, io: CliIo): Promise<number> {
   const out = io.stdout;
   const say = (line: string) => void io.stderr.write(`tsblk ublk: ${line}\n`);
   const watch = new EndWatch();
   let exp: UblkExport;
   try {
-    exp = await UblkExport.start(device, {
-      queues: choice.queues,
-      depth: choice.depth,
-      ...(choice.devId === undefined ? {} : { devId: choice.devId }),
-      onError: (err) => watch.finish({ kind: 'error', err }),
-    });
+    exp = await attach((err) => watch.finish({ kind: 'error', err }));
   } catch (err) {
     watch.dispose();
     throw err;
@@ -170,7 +183,7 @@ async function serveUblk(device: BlockDevice, choice: UblkAddChoice, io: CliIo):
   );
   out.write(
     `  ublk device ${exp.devId} (${exp.charPath}, server pid ${process.pid}): ${device.name} (${device.kind}), ` +
-      `${exp.queues.length} queues x ${choice.depth} tags, flags 0x${exp.flags.toString(16)} (${featureNames(exp.flags).join(' ')})\n`,
+      `${exp.queues.length} queues x ${exp.queues[0]?.depth ?? 0} tags, flags 0x${exp.flags.toString(16)} (${featureNames(exp.flags).join(' ')})\n`,
   );
   out.write('stop with Ctrl-C (SIGINT), SIGTERM or tsblk ublk del\n');
 
@@ -393,10 +406,38 @@ export function registerUblk(program: Command, io: CliIo, setExit: (code: number
     .option('--queues <n>', 'hardware queues, a thread each (default 1)')
     .option('--depth <d>', 'requests in flight per queue (default 64)')
     .option('--id <n>', 'ask for device id N (/dev/ublkbN; default: the first free one)')
+    .option(
+      '--recoverable',
+      'if this server dies, the device waits (quiesced) for tsblk ublk recover instead of going away',
+    )
     .action(async (spec: string, opts: AddCliOptions) => {
       const choice = checkUblkAddOptions(opts);
       requireUblk();
-      const code = await withDevices(opts.config, async (set) => serveUblk(await set.open(spec), choice, io));
+      const code = await withDevices(opts.config, async (set) => {
+        const device = await set.open(spec);
+        return serveUblk(device, addAttach(device, choice), io);
+      });
+      setExit(code);
+    });
+  ublk
+    .command('recover')
+    .description('take over recoverable ublk device <id> whose server died, serving <device> (the same data)')
+    .argument('<id>', 'the device id (N of /dev/ublkcN)')
+    .argument('<device>', 'the device the dead server served (e.g. the same file: spec)')
+    .option('-c, --config <file>', 'JSON config file with named devices')
+    .option('--timeout <s>', 'seconds to wait for the kernel to quiesce the device (default 10)')
+    .action(async (idText: string, spec: string, opts: { config?: string; timeout?: string }) => {
+      const id = parseCount(idText, 'device id', 0, UBLK_MAX_DEV_ID);
+      const timeoutS = opts.timeout === undefined ? 10 : parseCount(opts.timeout, '--timeout', 0, 3600);
+      requireUblk();
+      const code = await withDevices(opts.config, async (set) => {
+        const device = await set.open(spec);
+        return serveUblk(
+          device,
+          (onError) => UblkExport.recover(id, device, { onError, timeoutMs: timeoutS * 1000 }),
+          io,
+        );
+      });
       setExit(code);
     });
   ublk

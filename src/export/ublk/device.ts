@@ -11,7 +11,10 @@
 // The caller stops the export on SIGINT/SIGTERM; a process that dies without stopping leaves
 // a dead device that `DEL_DEV` (or, later, user recovery) cleans up.
 //
-// Not yet: zoned devices (UBLK_F_ZONED), user recovery, NEED_GET_DATA / per-tag buffers for
+// Recovery: a device created `recoverable` survives its server's death quiesced; recover()
+// in a new process takes it over (docs/ublk.md, "User recovery").
+//
+// Not yet: zoned devices (UBLK_F_ZONED), NEED_GET_DATA / per-tag buffers for
 // kernels without USER_COPY, the zero-copy modes (6.15+: no kernel here can test them).
 
 import { existsSync, openSync, closeSync } from 'node:fs';
@@ -35,6 +38,19 @@ export interface UblkExportOptions {
   devId?: number;
   /** Called when a queue can no longer serve requests. */
   onError?: (err: UblkError) => void;
+  /**
+   * Create the device with UBLK_F_USER_RECOVERY + UBLK_F_USER_RECOVERY_REISSUE: when this
+   * server dies, the kernel quiesces the device (requests wait, the ones the server held are
+   * reissued later) instead of removing it, and UblkExport.recover() in a new process takes
+   * over. Only meaningful when the device's data outlives this process (a file).
+   */
+  recoverable?: boolean;
+}
+
+export interface UblkRecoverOptions {
+  onError?: (err: UblkError) => void;
+  /** How long to wait for the kernel to finish quiescing the dead server's device. Default 10 s. */
+  timeoutMs?: number;
 }
 
 const DEFAULT_MAX_IO_BUF = 1024 * 1024;
@@ -118,6 +134,12 @@ export class UblkExport {
       );
     let flags = UBLK_F.USER_COPY;
     if (features & UBLK_F.CMD_IOCTL_ENCODE) flags |= UBLK_F.CMD_IOCTL_ENCODE;
+    if (options.recoverable) {
+      const want = UBLK_F.USER_RECOVERY | UBLK_F.USER_RECOVERY_REISSUE;
+      if ((features & want) !== want)
+        throw new UblkError('ENOTSUP', 'ublk: this kernel lacks UBLK_F_USER_RECOVERY(_REISSUE)');
+      flags |= want;
+    }
 
     const info = await ctrl.addDev({
       devId: options.devId,
@@ -142,6 +164,63 @@ export class UblkExport {
       for (const q of queues) q.stop();
       if (charFd !== undefined) closeSync(charFd);
       await ctrl.delDev(devId).catch(() => undefined);
+      throw err;
+    }
+    return new UblkExport(ctrl, devId, device, info.flags, queues, charFd);
+  }
+
+  /**
+   * Takes over ublk device `devId` whose server died (created with `recoverable`): waits until
+   * the kernel has quiesced it, START_USER_RECOVERY, opens /dev/ublkcN, fetches every tag of
+   * every queue from `device` (which must hold the same data: the dead server's file), then
+   * END_USER_RECOVERY — the requests that waited, and those the dead server held, run again.
+   */
+  static async recover(
+    devId: number,
+    device: BlockDevice,
+    options: UblkRecoverOptions = {},
+  ): Promise<UblkExport> {
+    const why = ublkUnavailable();
+    if (why) throw new UblkError('ENOTSUP', `cannot recover ublk device ${devId}: ${why}`);
+    const native = loadUblkNative().native as UblkNative;
+    const ctrl = new UblkControl(native);
+    const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+    let info = await ctrl.getDevInfo(devId);
+    if ((info.flags & UBLK_F.USER_RECOVERY) === 0n)
+      throw new UblkError(
+        'EINVAL',
+        `ublk device ${devId} was not created recoverable (no UBLK_F_USER_RECOVERY)`,
+      );
+    // The dead server's files must be closed and the queue quiesced: START answers EBUSY until then.
+    for (;;) {
+      try {
+        await ctrl.startUserRecovery(devId);
+        break;
+      } catch (err) {
+        info = await ctrl.getDevInfo(devId);
+        if (Date.now() > deadline)
+          throw new UblkError(
+            'EBUSY',
+            `ublk device ${devId} cannot be recovered (state ${info.state}): is its server still running (pid ${info.ublksrv_pid})?`,
+            { cause: err },
+          );
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const nrQueues = info.nr_hw_queues;
+    const depth = info.queue_depth;
+    const charFd = openSync(`/dev/ublkc${devId}`, 'r+');
+    const queues: UblkQueue[] = [];
+    try {
+      for (let qid = 0; qid < nrQueues; qid++) {
+        const q = new UblkQueue({ native, charFd, qid, depth, device, onError: options.onError });
+        queues.push(q);
+        q.start();
+      }
+      await ctrl.endUserRecovery(devId);
+    } catch (err) {
+      for (const q of queues) q.stop();
+      closeSync(charFd);
       throw err;
     }
     return new UblkExport(ctrl, devId, device, info.flags, queues, charFd);
