@@ -60,11 +60,11 @@ describe('interop: ublk user recovery after SIGKILL (one guest boot)', { skip: i
       run = await runInGuest({
         command: ['bash', guestScript('interop-ublk-recovery.sh')],
         env: { BLOCKS: String(BLOCKS) },
-        timeoutMs: 300_000,
+        timeoutMs: 480_000,
       });
       facts = new GuestFacts(run.stdout);
     },
-    { timeout: 360_000 },
+    { timeout: 540_000 },
   );
 
   it('boots, runs the guest script to the end and exits 0', (t) => {

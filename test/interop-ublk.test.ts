@@ -107,11 +107,11 @@ describe(
         run = await runInGuest({
           command: ['bash', guestScript('interop-ublk.sh')],
           env: { SIZE: String(SIZE), QUEUES: String(QUEUES), DEPTH: String(DEPTH) },
-          timeoutMs: 240_000,
+          timeoutMs: 480_000,
         });
         facts = new GuestFacts(run.stdout);
       },
-      { timeout: 300_000 },
+      { timeout: 540_000 },
     );
 
     it('boots, runs the guest script to the end and exits 0', (t) => {
