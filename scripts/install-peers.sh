@@ -2,8 +2,9 @@
 # Installs the Debian packages the interop tests need (test/vm/, docs/interop.md): QEMU, the
 # guest kernel (Debian's 6.12, whose modules give the real peers: nvme-tcp, nvmet-tcp, brd,
 # null_blk, ublk_drv, nbd), busybox for the guest's initramfs, the tools run inside the
-# guest (nvme-cli, fio, e2fsprogs, iproute2, nbd-client), and the NBD clients the loopback
-# interop tests run on the host (test/interop-nbd-*.test.ts: libnbd, qemu-img/qemu-io, nbdkit).
+# guest (nvme-cli, fio, e2fsprogs, f2fs-tools, iproute2, nbd-client), and the NBD clients the
+# loopback interop tests run on the host (test/interop-nbd-*.test.ts: libnbd, qemu-img/qemu-io,
+# nbdkit).
 #
 # Debian 12 (bookworm), as root, non-interactive. Idempotent: installs only what is missing and
 # runs `apt-get update` at most once. Quiet unless something goes wrong (then apt's output is
@@ -22,6 +23,7 @@ PKGS=(
   qemu-utils                       # qemu-img and qemu-io: QEMU's NBD client (block status, zero, discard)
   nbdkit                           # reference NBD server (memory plugin) for cross-checks
   gnutls-bin                       # certtool: the CA and certificates of the NBD TLS tests
+  f2fs-tools                       # mkfs.f2fs -m on a zoned ublk export, in the guest (issue 6)
 )
 
 missing=()

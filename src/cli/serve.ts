@@ -1,8 +1,8 @@
-// `tsblk serve [config.json]`: runs the NVMe/TCP target and the NBD server until SIGINT or
-// SIGTERM (what `npm start` runs). Without a config it serves one subsystem over a 1 GiB RAM
-// namespace on 127.0.0.1:4420 with discovery on 127.0.0.1:8009, the same device as NBD export
-// ram0 (and the default export) on 127.0.0.1:10809, and prints the nvme-cli lines and NBD
-// URIs to use. docs/serve.md has the details.
+// `tsblk serve [config.json]`: runs the NVMe/TCP target, the NBD server and a config's ublk
+// devices until SIGINT or SIGTERM (what `npm start` runs). Without a config it serves one
+// subsystem over a 1 GiB RAM namespace on 127.0.0.1:4420 with discovery on 127.0.0.1:8009,
+// the same device as NBD export ram0 (and the default export) on 127.0.0.1:10809, and prints
+// the nvme-cli lines and NBD URIs to use. docs/serve.md has the details.
 //
 //   --listen ADDR:PORT            I/O listener (repeatable); replaces the config's or the default
 //   --discovery-listen ADDR:PORT  discovery listener (repeatable); likewise
@@ -14,7 +14,9 @@
 //
 // IPv6 addresses go in brackets: --listen [::1]:4420. Port 0 picks a free port (printed).
 // The first SIGINT/SIGTERM shuts down gracefully (exit 0, or 1 if a device failed to flush
-// or close); a second one exits at once with 130.
+// or close); a second one exits at once with 130. A config's ublk devices (/dev/ublkbN) are
+// stopped and deleted first on the graceful path; the forced exit skips that (`tsblk ublk
+// list` / `del N` clean up what the kernel keeps).
 
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
