@@ -11,7 +11,7 @@
 // The caller stops the export on SIGINT/SIGTERM; a process that dies without stopping leaves
 // a dead device that `DEL_DEV` (or, later, user recovery) cleans up.
 //
-// Not yet: zoned devices (UBLK_F_ZONED), user recovery, NEED_GET_DATA / per-tag buffers for
+// Zoned devices are exported with UBLK_F_ZONED (zones.ts). Not yet: user recovery, NEED_GET_DATA / per-tag buffers for
 // kernels without USER_COPY, the zero-copy modes (6.15+: no kernel here can test them).
 
 import { existsSync, openSync, closeSync } from 'node:fs';
@@ -22,6 +22,7 @@ import { UBLK_CONTROL_PATH, UblkControl } from './control.js';
 import { UblkError } from './errors.js';
 import { paramsFor } from './params.js';
 import { UblkQueue } from './queue.js';
+import { zonedFlags } from './zones.js';
 import { featureNames, UBLK_F, UBLK_MAX_NR_QUEUES, UBLK_MAX_QUEUE_DEPTH } from './uapi.js';
 
 export interface UblkExportOptions {
@@ -118,6 +119,7 @@ export class UblkExport {
       );
     let flags = UBLK_F.USER_COPY;
     if (features & UBLK_F.CMD_IOCTL_ENCODE) flags |= UBLK_F.CMD_IOCTL_ENCODE;
+    flags |= zonedFlags(device, features);
 
     const info = await ctrl.addDev({
       devId: options.devId,
