@@ -11,8 +11,9 @@
 // The caller stops the export on SIGINT/SIGTERM; a process that dies without stopping leaves
 // a dead device that `DEL_DEV` (or, later, user recovery) cleans up.
 //
-// Zoned devices are exported with UBLK_F_ZONED (zones.ts). Not yet: user recovery, NEED_GET_DATA / per-tag buffers for
-// kernels without USER_COPY, the zero-copy modes (6.15+: no kernel here can test them).
+// Zoned devices are exported with UBLK_F_ZONED (zones.ts). Not yet: user recovery,
+// NEED_GET_DATA / per-tag buffers for kernels without USER_COPY, the zero-copy modes (6.15+:
+// no kernel here can test them).
 
 import { existsSync, openSync, closeSync } from 'node:fs';
 
