@@ -12,10 +12,11 @@
 // a dead device that `DEL_DEV` (or, later, user recovery) cleans up.
 //
 // Recovery: a device created `recoverable` survives its server's death quiesced; recover()
-// in a new process takes it over (docs/ublk.md, "User recovery").
+// in a new process takes it over (docs/ublk.md, "User recovery"). Zoned devices are exported
+// with UBLK_F_ZONED (zones.ts).
 //
-// Not yet: zoned devices (UBLK_F_ZONED), NEED_GET_DATA / per-tag buffers for
-// kernels without USER_COPY, the zero-copy modes (6.15+: no kernel here can test them).
+// Not yet: NEED_GET_DATA / per-tag buffers for kernels without USER_COPY, the zero-copy modes
+// (6.15+: no kernel here can test them).
 
 import { existsSync, openSync, closeSync } from 'node:fs';
 
@@ -25,6 +26,7 @@ import { UBLK_CONTROL_PATH, UblkControl } from './control.js';
 import { UblkError } from './errors.js';
 import { paramsFor } from './params.js';
 import { UblkQueue } from './queue.js';
+import { zonedFlags } from './zones.js';
 import { featureNames, UBLK_F, UBLK_MAX_NR_QUEUES, UBLK_MAX_QUEUE_DEPTH } from './uapi.js';
 
 export interface UblkExportOptions {
@@ -134,6 +136,7 @@ export class UblkExport {
       );
     let flags = UBLK_F.USER_COPY;
     if (features & UBLK_F.CMD_IOCTL_ENCODE) flags |= UBLK_F.CMD_IOCTL_ENCODE;
+    flags |= zonedFlags(device, features);
     if (options.recoverable) {
       const want = UBLK_F.USER_RECOVERY | UBLK_F.USER_RECOVERY_REISSUE;
       if ((features & want) !== want)

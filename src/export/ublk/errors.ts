@@ -28,7 +28,9 @@ export function toUblkError(err: unknown, what: string): UblkError {
   return new UblkError(code, `${what}: ${msg}`, { errno, cause: err });
 }
 
-const errnos = constants.errno as Record<string, number>;
+// Node's os.constants.errno lacks ETOOMANYREFS (Linux 109 on x86-64 and arm64), the zone
+// open-resource errno; without it a zone open over the limit would become a plain EIO.
+const errnos: Record<string, number> = { ETOOMANYREFS: 109, ...(constants.errno as Record<string, number>) };
 
 /**
  * The result a request is committed with when the device failed it: -errno. The kernel turns

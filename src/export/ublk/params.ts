@@ -4,6 +4,7 @@
 
 import type { BlockDevice } from '../../block/device.js';
 import { BlockError, ErrorCode } from '../../block/errors.js';
+import { zonedParamsFor } from './zones.js';
 import { Params, ParamBasic, ParamDiscard, PARAMS_ZONED_END, UBLK_ATTR, UBLK_PARAM_TYPE } from './uapi.js';
 
 const SECTOR = 512;
@@ -22,14 +23,9 @@ export interface UblkParamsInput {
   maxIoBufBytes: number;
 }
 
-/** The encoded struct ublk_params (basic + discard parts) for `device`. */
+/** The encoded struct ublk_params (basic, discard and zoned parts) for `device`. */
 export function paramsFor({ device, maxIoBufBytes }: UblkParamsInput): Buffer {
   const l = device.limits;
-  if (l.zoned)
-    throw new BlockError(
-      ErrorCode.EOPNOTSUPP,
-      `ublk: ${device.name} is zoned; zoned ublk exports (UBLK_F_ZONED) are not implemented yet`,
-    );
   const lbs = l.logicalBlockSize;
   if (lbs > 4096)
     throw new BlockError(
@@ -42,6 +38,8 @@ export function paramsFor({ device, maxIoBufBytes }: UblkParamsInput): Buffer {
       `ublk: ${device.name}'s size ${device.size} is not a multiple of 512`,
     );
   const maxBytes = Math.min(l.maxTransferBytes, maxIoBufBytes);
+  // Zoned devices (zones.ts): chunk_sectors = zone size, and the zoned part.
+  const zoned = l.zoned ? zonedParamsFor(device, maxIoBufBytes) : undefined;
   let attrs = UBLK_ATTR.VOLATILE_CACHE | UBLK_ATTR.FUA;
   if (l.readOnly) attrs |= UBLK_ATTR.READ_ONLY;
   const basic = ParamBasic.encode({
@@ -52,8 +50,10 @@ export function paramsFor({ device, maxIoBufBytes }: UblkParamsInput): Buffer {
     io_opt_shift: 0,
     max_sectors: sectors(maxBytes, lbs),
     dev_sectors: device.size / SECTOR,
+    chunk_sectors: zoned?.chunkSectors ?? 0,
   });
   let types = UBLK_PARAM_TYPE.BASIC;
+  if (zoned) types |= UBLK_PARAM_TYPE.ZONED;
   let discard: Buffer = Buffer.alloc(ParamDiscard.SIZE);
   if ((l.discard || l.writeZeroes) && !l.readOnly) {
     types |= UBLK_PARAM_TYPE.DISCARD;
@@ -67,5 +67,11 @@ export function paramsFor({ device, maxIoBufBytes }: UblkParamsInput): Buffer {
     });
   }
   // len covers the parts up to zoned: every kernel with USER_COPY knows them.
-  return Params.encode({ len: PARAMS_ZONED_END, types, basic, discard });
+  return Params.encode({
+    len: PARAMS_ZONED_END,
+    types,
+    basic,
+    discard,
+    ...(zoned ? { zoned: zoned.zoned } : {}),
+  });
 }

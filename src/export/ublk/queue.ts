@@ -16,6 +16,7 @@ import { read as fsRead, write as fsWrite } from 'node:fs';
 import type { BlockDevice } from '../../block/device.js';
 import type { UblkNative, UblkQueueHandle } from '../../native/addon.js';
 import { resultForError, UblkError } from './errors.js';
+import { isZoneOp, serveZoneRequest, type ZoneResult } from './zones.js';
 import {
   descAreaBytes,
   ioOp,
@@ -71,7 +72,7 @@ export class UblkQueue {
   private readonly o: UblkQueueOptions;
   private handle: UblkQueueHandle | undefined;
   private readonly buffers: (Buffer | undefined)[];
-  private commits: { tag: number; result: number }[] = [];
+  private commits: { tag: number; result: number; addr?: bigint | undefined }[] = [];
   private commitScheduled = false;
   private stopped = false;
   private failed = false;
@@ -153,10 +154,13 @@ export class UblkQueue {
   }
 
   private serve(req: UblkRequest): void {
-    this.execute(req).then(
-      (result) => {
+    const run: Promise<ZoneResult> = isZoneOp(req.op)
+      ? this.executeZone(req)
+      : this.execute(req).then((result) => ({ result }));
+    run.then(
+      ({ result, appendLba }) => {
         this.stats.served++;
-        this.commit(req.tag, result);
+        this.commit(req.tag, result, appendLba);
       },
       (err: unknown) => {
         this.stats.failed++;
@@ -218,9 +222,27 @@ export class UblkQueue {
     }
   }
 
-  private commit(tag: number, result: number): void {
+  /** Zone requests (zones.ts), with this tag's user-copy data path. */
+  private executeZone(req: UblkRequest): Promise<ZoneResult> {
+    const fd = this.o.charFd;
+    return serveZoneRequest(
+      this.o.device,
+      { op: req.op, fua: (req.flags & UBLK_IO_F.FUA) !== 0, offset: req.offset, count: req.length / SECTOR },
+      {
+        read: async (len) => {
+          const buf = this.buffer(req.tag, len);
+          const n = await pread(fd, buf, len, userCopyOffset(this.qid, req.tag));
+          if (n !== len) throw new UblkError('EIO', `ublk queue ${this.qid} tag ${req.tag}: short data read`);
+          return buf;
+        },
+        write: (buf) => pwrite(fd, buf, buf.length, userCopyOffset(this.qid, req.tag)),
+      },
+    );
+  }
+
+  private commit(tag: number, result: number, addr?: bigint): void {
     if (this.stopped) return;
-    this.commits.push({ tag, result });
+    this.commits.push({ tag, result, addr });
     if (this.commitScheduled) return;
     this.commitScheduled = true;
     // Requests that finish in the same turn of the event loop go in one batch.
@@ -237,6 +259,7 @@ export class UblkQueue {
       cmds.writeUInt32LE(UBLK_U_IO.COMMIT_AND_FETCH_REQ, i * size);
       cmds.writeUInt16LE(c.tag, i * size + 4);
       cmds.writeInt32LE(c.result, i * size + 8);
+      if (c.addr !== undefined) cmds.writeBigUInt64LE(c.addr, i * size + 16); // zone_append_lba
     });
     this.commits = [];
     native.queueSubmit(this.handle, cmds);

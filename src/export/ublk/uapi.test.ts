@@ -9,6 +9,7 @@ import { RamDevice } from '../../devices/ram.js';
 import { assertLayout } from '../../nvme/testing/layout.js';
 import { paramsFor } from './params.js';
 import {
+  BlkZone,
   CtrlCmd,
   DevInfo,
   descAreaBytes,
@@ -21,6 +22,7 @@ import {
   Params,
   ParamZoned,
   UBLK_F,
+  UBLK_IO_OP,
   UBLK_MAX_DESC_AREA,
   UBLK_PARAM_TYPE,
   UBLK_U_CMD,
@@ -49,6 +51,10 @@ test('struct layouts match ublk_cmd.h', () => {
   assertLayout(ParamDiscard, 20, {
     discard_alignment: 0, discard_granularity: 4, max_discard_sectors: 8, max_write_zeroes_sectors: 12,
     max_discard_segments: 16, reserved0: 18,
+  });
+  // prettier-ignore
+  assertLayout(BlkZone, 64, {
+    start: 0, len: 8, wp: 16, type: 24, cond: 25, non_seq: 26, reset: 27, resv: 28, capacity: 32, reserved: 40,
   });
   assertLayout(ParamDevt, 16, { char_major: 0, char_minor: 4, disk_major: 8, disk_minor: 12 });
   assertLayout(ParamZoned, 32, {
@@ -133,6 +139,7 @@ test('struct sizes and offsets match the installed linux/ublk_cmd.h (gcc)', (t) 
     const src = `#include <stdio.h>
 #include <stddef.h>
 #include <linux/ublk_cmd.h>
+#include <linux/blkzoned.h>
 #define O(t, f) printf(#t "." #f " %zu\\n", offsetof(struct t, f))
 #define S(t) printf(#t " %zu\\n", sizeof(struct t))
 int main(void) {
@@ -146,7 +153,16 @@ int main(void) {
   O(ublk_params, basic); O(ublk_params, discard);
 #ifdef UBLK_PARAM_TYPE_ZONED
   O(ublk_params, devt); O(ublk_params, zoned); S(ublk_param_zoned);
+  O(ublk_param_zoned, max_open_zones); O(ublk_param_zoned, max_active_zones); O(ublk_param_zoned, max_zone_append_sectors);
+  O(ublksrv_io_cmd, zone_append_lba);
+  printf("UBLK_F_ZONED %llu\n", (unsigned long long)UBLK_F_ZONED);
+  printf("UBLK_IO_OP_ZONE_OPEN %d\nUBLK_IO_OP_ZONE_CLOSE %d\nUBLK_IO_OP_ZONE_FINISH %d\nUBLK_IO_OP_ZONE_APPEND %d\n",
+    UBLK_IO_OP_ZONE_OPEN, UBLK_IO_OP_ZONE_CLOSE, UBLK_IO_OP_ZONE_FINISH, UBLK_IO_OP_ZONE_APPEND);
+  printf("UBLK_IO_OP_ZONE_RESET_ALL %d\nUBLK_IO_OP_ZONE_RESET %d\nUBLK_IO_OP_REPORT_ZONES %d\n",
+    UBLK_IO_OP_ZONE_RESET_ALL, UBLK_IO_OP_ZONE_RESET, UBLK_IO_OP_REPORT_ZONES);
 #endif
+  S(blk_zone); O(blk_zone, start); O(blk_zone, len); O(blk_zone, wp); O(blk_zone, type); O(blk_zone, cond);
+  O(blk_zone, non_seq); O(blk_zone, reset); O(blk_zone, capacity);
   return 0;
 }
 `;
@@ -184,7 +200,16 @@ int main(void) {
       eq('ublk_params.devt', Params.offsetOf('devt'));
       eq('ublk_params.zoned', Params.offsetOf('zoned'));
       eq('ublk_param_zoned', ParamZoned.SIZE);
+      for (const f of ['max_open_zones', 'max_active_zones', 'max_zone_append_sectors'] as const)
+        eq(`ublk_param_zoned.${f}`, ParamZoned.offsetOf(f));
+      eq('ublksrv_io_cmd.zone_append_lba', IoCmd.offsetOf('addr'));
+      eq('UBLK_F_ZONED', Number(UBLK_F.ZONED));
+      for (const [k, v] of Object.entries(UBLK_IO_OP))
+        if (k.startsWith('ZONE_') || k === 'REPORT_ZONES') eq(`UBLK_IO_OP_${k}`, v);
     }
+    eq('blk_zone', BlkZone.SIZE);
+    for (const f of ['start', 'len', 'wp', 'type', 'cond', 'non_seq', 'reset', 'capacity'] as const)
+      eq(`blk_zone.${f}`, BlkZone.offsetOf(f));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -325,3 +325,20 @@ export const Params = defineStruct('ublk_params', 152, [
 
 export const toS32 = (u: number): number => u | 0;
 export const fromS32 = (s: number): number => s >>> 0;
+
+/**
+ * struct blk_zone (include/uapi/linux/blkzoned.h): one entry of a REPORT_ZONES answer, in
+ * 512-byte sectors. type and cond use the numbers of src/block/zone.ts (the kernel's).
+ */
+export const BlkZone = defineStruct('blk_zone', 64, [
+  { name: 'start', offset: 0, type: 'u64' },
+  { name: 'len', offset: 8, type: 'u64' },
+  { name: 'wp', offset: 16, type: 'u64' },
+  { name: 'type', offset: 24, type: 'u8' },
+  { name: 'cond', offset: 25, type: 'u8' },
+  { name: 'non_seq', offset: 26, type: 'u8' },
+  { name: 'reset', offset: 27, type: 'u8' },
+  { name: 'resv', offset: 28, type: 'bytes', length: 4 },
+  { name: 'capacity', offset: 32, type: 'u64' },
+  { name: 'reserved', offset: 40, type: 'bytes', length: 24 },
+] as const);
