@@ -1,8 +1,8 @@
 // Interop: ublk user recovery against the Linux kernel's ublk_drv, in ONE guest boot (test/vm/,
 // docs/ublk.md "User recovery"). Guest side: test/vm/guest/interop-ublk-recovery.sh:
-// `tsblk ublk add file:IMG --recoverable` (IMG on tmpfs), a writer logging every acknowledged
+// `tsblk ublk add ram:128M --recoverable` (the RAM in a /dev/shm file), a writer logging every acknowledged
 // O_DIRECT block, SIGKILL of the server mid-way, `tsblk ublk list` (quiesced, server gone),
-// `tsblk ublk recover 0 file:IMG`; the writer finishes without an error and every block reads
+// `tsblk ublk recover 0`; the writer finishes without an error and every block reads
 // back as written (none lost, the one in flight reissued); then ext4 across a second crash:
 // synced files and a write issued while no server ran are intact, fsck clean; SIGTERM of the
 // recovered server removes the device. Under CI=true a missing peer fails.
@@ -73,9 +73,10 @@ describe('interop: ublk user recovery after SIGKILL (one guest boot)', { skip: i
     assert.match(run.stdout, /^guest script done$/m);
   });
 
-  it('add --recoverable negotiates USER_RECOVERY and USER_RECOVERY_REISSUE', () => {
+  it('add ram:128M --recoverable negotiates USER_RECOVERY(_REISSUE); the RAM is a tmpfs file', () => {
     assert.equal(facts.get('add_ready'), 'yes', facts.section('add --recoverable'));
     assert.match(facts.get('add_flags'), /\bUSER_RECOVERY\b.*\bUSER_RECOVERY_REISSUE\b/);
+    assert.equal(facts.get('ram_file'), String(128 * 1024 * 1024), '/dev/shm/tsblk-ublk-0.img');
   });
 
   it('SIGKILL mid-write: the device is quiesced, its server gone, the write in flight waits', () => {
@@ -107,8 +108,9 @@ describe('interop: ublk user recovery after SIGKILL (one guest boot)', { skip: i
     assert.equal(facts.get('fsck_rc'), '0', 'fsck.ext4 -fn found problems');
   });
 
-  it('SIGTERM: the recovered server exits 0 and removes /dev/ublkb0', () => {
+  it('SIGTERM: the recovered server exits 0 and removes /dev/ublkb0 and the RAM file', () => {
     assert.equal(facts.get('stop_exit'), '0', facts.section('stop'));
     assert.equal(facts.get('block_gone'), 'yes');
+    assert.equal(facts.get('ram_gone'), 'yes');
   });
 });

@@ -15,6 +15,8 @@ import { ublkUnavailable } from '../export/ublk/device.js';
 import { runCli } from './test-io.js';
 import {
   checkUblkAddOptions,
+  plainRamSize,
+  recoverableRamPath,
   formatUblkList,
   parseCount,
   processRunning,
@@ -54,7 +56,10 @@ test('usage errors exit 2 with one tsblk: line, before ublk is looked for', asyn
     [['ublk', 'del', '0', '--timeout', '-1'], /^tsblk: --timeout "-1"/],
     [['ublk', 'recover', 'x', 'file:/tmp/a.img'], /^tsblk: device id "x": expected a whole number/],
     [['ublk', 'recover', '0', 'file:/tmp/a.img', '--timeout', 'soon'], /^tsblk: --timeout "soon"/],
-    [['ublk', 'recover', '0'], /^tsblk: missing required argument 'device'/],
+    [
+      ['ublk', 'add', 'ram:1G,lbs=4096', '--recoverable'],
+      /^tsblk: --recoverable takes ram:SIZE without options/,
+    ],
   ];
   for (const [argv, msg] of cases) {
     const r = await runCli(argv);
@@ -189,4 +194,12 @@ test('stateName and formatUblkList: states by name, unknown size and gone server
   assert.match(lines[1]!, /^0 +live +2 +64 +256 MiB +4242 +\/dev\/ublkb0$/);
   assert.match(lines[2]!, /^7 +dead +2 +64 +- +4242 \(gone\) +-$/);
   assert.match(lines[3]!, /^8 +live +2 +64 +256 MiB +- +\/dev\/ublkb0$/);
+});
+
+test('recoverable RAM: ram:SIZE only, kept in a file named after the device id', () => {
+  assert.equal(plainRamSize('ram:1G'), '1G');
+  assert.equal(plainRamSize('ram:512M'), '512M');
+  assert.equal(plainRamSize('ram:1G,lbs=4096'), undefined);
+  assert.equal(plainRamSize('file:/x'), undefined);
+  assert.equal(recoverableRamPath(3, '/dev/shm'), '/dev/shm/tsblk-ublk-3.img');
 });

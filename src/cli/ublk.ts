@@ -26,7 +26,8 @@
 //   io_uring) gets one line saying why (`modprobe ublk_drv`, rebuild the addon), exit 1; the
 //   check runs before any device is opened. Option errors are usage errors (exit 2).
 
-import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 import type { Command } from 'commander';
 import type { BlockDevice } from '../block/device.js';
@@ -46,6 +47,23 @@ import {
 import { withDevices } from './device-args.js';
 import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError } from './errors.js';
 import { formatSize, table, writeJson, type CliIo } from './output.js';
+
+/**
+ * Where `add ram:SIZE --recoverable` keeps the RAM: a sparse file on tmpfs, which outlives the
+ * server process (RAM inside it would not), named after the ublk device id once it has one.
+ */
+export function ublkRamDir(): string {
+  return process.env.TSBLK_UBLK_RAM_DIR ?? '/dev/shm';
+}
+
+export function recoverableRamPath(id: number, dir = ublkRamDir()): string {
+  return join(dir, `tsblk-ublk-${id}.img`);
+}
+
+/** `ram:SIZE` (and nothing else) → its size text; undefined for any other spec. */
+export function plainRamSize(spec: string): string | undefined {
+  return /^ram:([0-9]+[KMGT]?i?B?)$/i.exec(spec)?.[1];
+}
 
 /** The kernel's limit on device ids (UBLK_MAX_UBLKS = 1 << MINORBITS). */
 export const UBLK_MAX_DEV_ID = (1 << 20) - 1;
@@ -412,32 +430,81 @@ export function registerUblk(program: Command, io: CliIo, setExit: (code: number
     )
     .action(async (spec: string, opts: AddCliOptions) => {
       const choice = checkUblkAddOptions(opts);
+      // A recoverable RAM device lives in a tmpfs file, so a new server can take it over.
+      const ramSize = choice.recoverable ? plainRamSize(spec) : undefined;
+      if (choice.recoverable && spec.startsWith('ram:') && ramSize === undefined)
+        throw new UsageError(
+          `--recoverable takes ram:SIZE without options (it becomes a file in ${ublkRamDir()}); for more, use file:PATH on a tmpfs`,
+        );
       requireUblk();
-      const code = await withDevices(opts.config, async (set) => {
-        const device = await set.open(spec);
-        return serveUblk(device, addAttach(device, choice), io);
-      });
-      setExit(code);
+      let ramFile: string | undefined;
+      if (ramSize !== undefined) {
+        if (!existsSync(ublkRamDir()))
+          throw new UblkError(
+            'ENOENT',
+            `--recoverable ram: needs ${ublkRamDir()} (a tmpfs; or set TSBLK_UBLK_RAM_DIR)`,
+          );
+        ramFile = join(ublkRamDir(), `tsblk-ublk-new-${process.pid}.img`);
+        rmSync(ramFile, { force: true });
+      }
+      const openSpec = ramFile ? `file:${ramFile},size=${ramSize},create` : spec;
+      try {
+        const code = await withDevices(opts.config, async (set) => {
+          const device = await set.open(openSpec);
+          const attach = addAttach(device, choice);
+          return serveUblk(
+            device,
+            async (onError) => {
+              const exp = await attach(onError);
+              if (ramFile) {
+                const named = recoverableRamPath(exp.devId);
+                renameSync(ramFile, named);
+                ramFile = named;
+                io.stderr.write(
+                  `tsblk ublk: RAM in ${named}; after a crash: tsblk ublk recover ${exp.devId}\n`,
+                );
+              }
+              return exp;
+            },
+            io,
+          );
+        });
+        setExit(code);
+      } finally {
+        // The device is gone (or never came): so is its RAM. A forced exit never gets here.
+        if (ramFile) rmSync(ramFile, { force: true });
+      }
     });
   ublk
     .command('recover')
     .description('take over recoverable ublk device <id> whose server died, serving <device> (the same data)')
     .argument('<id>', 'the device id (N of /dev/ublkcN)')
-    .argument('<device>', 'the device the dead server served (e.g. the same file: spec)')
+    .argument(
+      '[device]',
+      `the device the dead server served (the same file: spec); default: the RAM file of add ram:SIZE --recoverable (${recoverableRamPath(0).replace('-0.', '-<id>.')})`,
+    )
     .option('-c, --config <file>', 'JSON config file with named devices')
     .option('--timeout <s>', 'seconds to wait for the kernel to quiesce the device (default 10)')
-    .action(async (idText: string, spec: string, opts: { config?: string; timeout?: string }) => {
+    .action(async (idText: string, spec: string | undefined, opts: { config?: string; timeout?: string }) => {
       const id = parseCount(idText, 'device id', 0, UBLK_MAX_DEV_ID);
       const timeoutS = opts.timeout === undefined ? 10 : parseCount(opts.timeout, '--timeout', 0, 3600);
       requireUblk();
+      const ramFile = spec === undefined ? recoverableRamPath(id) : undefined;
+      if (ramFile && !existsSync(ramFile))
+        throw new UblkError(
+          'ENOENT',
+          `no device given and no RAM file ${ramFile} (from tsblk ublk add ram:SIZE --recoverable): name the device the dead server served`,
+        );
       const code = await withDevices(opts.config, async (set) => {
-        const device = await set.open(spec);
+        const device = await set.open(ramFile ? `file:${ramFile}` : spec!);
         return serveUblk(
           device,
           (onError) => UblkExport.recover(id, device, { onError, timeoutMs: timeoutS * 1000 }),
           io,
         );
       });
+      // Served to the end (the device is deleted): its RAM goes too.
+      if (ramFile) rmSync(ramFile, { force: true });
       setExit(code);
     });
   ublk

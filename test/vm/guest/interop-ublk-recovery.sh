@@ -1,15 +1,15 @@
 #!/bin/bash
 # Guest side of test/interop-ublk-recovery.test.ts: ublk user recovery, one boot.
-#  1. `tsblk ublk add file:IMG --recoverable --queues 2` (IMG on a tmpfs, so the data
-#     outlives the server process as RAM would not);
+#  1. `tsblk ublk add ram:128M --recoverable --queues 2`: the RAM is a file on /dev/shm (a
+#     tmpfs), so it outlives the server process;
 #  2. a writer writes blocks 0..N-1 one at a time with O_DIRECT, logging each acknowledged
 #     block; the server is killed with SIGKILL mid-way;
 #  3. `tsblk ublk list --json` shows the device quiesced, its server gone;
-#  4. `tsblk ublk recover 0 file:IMG`: the writer (whose write was waiting) finishes without
+#  4. `tsblk ublk recover 0` (the RAM file by default): the writer (whose write was waiting) finishes without
 #     an error; every block reads back as written;
 #  5. ext4 on the device, files written and synced, SIGKILL, recover, the files read back,
 #     umount, fsck -fn clean;
-#  6. SIGTERM: the recovered server exits 0 and removes /dev/ublkb0.
+#  6. SIGTERM: the recovered server exits 0 and removes /dev/ublkb0 and its RAM file.
 # env: BLOCKS (default 100), TSBLK_CMD (default "node <project>/bin/tsblk.js")
 set -u
 HERE=$(dirname "$(readlink -f "$0")")
@@ -19,8 +19,7 @@ BLOCKS=${BLOCKS:-100}
 # shellcheck disable=SC2206
 TSBLK=(${TSBLK_CMD:-node $PROJECT/bin/tsblk.js})
 DEV=/dev/ublkb0
-DIR=/run/ublk-rec
-IMG=$DIR/disk.img
+RAM=/dev/shm/tsblk-ublk-0.img
 MNT=/mnt/ublk-rec
 sha() { sha256sum "$@" | cut -d' ' -f1; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
@@ -52,15 +51,15 @@ state() { "${TSBLK[@]}" ublk list --json | node -e 'let s="";process.stdin.on("d
 section "setup"
 modprobe ublk_drv
 run modprobe -a ext4 crc32c_generic
-mkdir -p $DIR $MNT
-mount -t tmpfs -o size=160M tmpfs $DIR
-truncate -s 128M $IMG
+mkdir -p /dev/shm $MNT
+mount -t tmpfs -o size=160M tmpfs /dev/shm
 
 part setup
 
 section "add --recoverable"
-start /tmp/rec1.log add "file:$IMG" --recoverable --queues 2 --depth 32 && fact add_ready yes || fact add_ready no
+start /tmp/rec1.log add ram:128M --recoverable --queues 2 --depth 32 && fact add_ready yes || fact add_ready no
 fact add_flags "$(grep -m1 '^  ublk device' /tmp/rec1.log)"
+fact ram_file "$([[ -f $RAM ]] && stat -c %s $RAM || echo missing)"
 
 part add
 
@@ -80,7 +79,7 @@ fact acked_at_kill "$(wc -l </tmp/acked.log)"
 sleep 1
 fact state_after_kill "$(state)"
 fact writer_waiting "$(kill -0 $WRITER 2>/dev/null && echo yes || echo no)"
-start /tmp/rec2.log recover 0 "file:$IMG" && fact recover_ready yes || fact recover_ready no
+start /tmp/rec2.log recover 0 && fact recover_ready yes || fact recover_ready no
 fact state_after_recover "$(state)"
 wait $WRITER
 fact writer_rc $?
@@ -105,7 +104,7 @@ pattern 3000 256 4096 >$MNT/c.bin &
 LATE=$!
 sleep 1
 fact state_after_kill2 "$(state)"
-start /tmp/rec3.log recover 0 "file:$IMG" && fact recover2_ready yes || fact recover2_ready no
+start /tmp/rec3.log recover 0 && fact recover2_ready yes || fact recover2_ready no
 wait $LATE
 fact late_write_rc $?
 sync
@@ -123,6 +122,7 @@ wait $SERVER_PID
 fact stop_exit $?
 sleep 0.2
 fact block_gone "$([[ -e $DEV ]] && echo no || echo yes)"
-umount $DIR
+fact ram_gone "$([[ -e $RAM ]] && echo no || echo yes)"
+umount /dev/shm
 part stop
 echo "guest script done"
