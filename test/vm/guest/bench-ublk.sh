@@ -1,112 +1,147 @@
 #!/usr/bin/env bash
-# Guest side of bench/ublk.ts: the same fio jobs on every target, one after another, in one
-# boot. Environment: SIZE_MIB, RUNTIME (s per job), UBLKSRV (optional: a ublksrv `ublk`
-# binary, for its null and loop targets). Prints one line per job:
-#   result <target> <job> <iops> <kib_per_s>
-# and `fact` lines (setup status per target). Targets:
-#   tsblk   `node bin/tsblk.js ublk add ram:SIZE --queues 2 --depth 128` (from dist/)
-#   brd     the kernel's RAM disk (modprobe brd rd_nr=1 rd_size=KiB)
-#   loop    losetup over a file on tmpfs (--direct-io=on when the kernel takes it)
-#   ublksrv-null, ublksrv-loop (the same tmpfs file) with UBLKSRV
+# Guest side of bench/ublk.ts: the same fio jobs on every target, one target after another, in
+# one boot. Each target gets SIZE_MIB, is prefilled with 1 MiB writes (reads then hit data),
+# then runs every job of FIO_JOBS (libaio, direct=1, one job, 1 s ramp + RUNTIME s).
+# Targets:
+#   tsblk         `node bin/tsblk.js ublk add ram:SIZE --queues Q --depth D` (dist/)
+#   brd           the kernel's RAM disk (modprobe brd rd_nr=1 rd_size=KiB)
+#   loop          losetup over a file on tmpfs, --direct-io=on when the kernel takes it
+#   ublksrv-null  with UBLKSRV: `ublk add -t null -q Q -d D` (250 GiB; fio uses SIZE of it)
+#   ublksrv-loop  with UBLKSRV: `ublk add -t loop -f FILE -q Q -d D`, the same tmpfs file
+# env: SIZE_MIB, RUNTIME, QUEUES, DEPTH, FIO_JOBS ("id rw bs iodepth;..."), UBLKSRV (optional)
+# Prints, per job, `fio-json TARGET JOB {fio's JSON on one line}` or `fio-failed TARGET JOB WHY`,
+# and `fact: K=V` lines (setup of each target); "guest script done" at the end.
 set -u
-. "$(dirname "$0")/lib.sh"
+HERE=$(dirname "$(readlink -f "$0")")
+PROJECT=$(cd "$HERE/../../.." && pwd)
+source "$HERE/lib.sh"
 
 SIZE_MIB=${SIZE_MIB:-256}
-RUNTIME=${RUNTIME:-3}
+RUNTIME=${RUNTIME:-5}
+QUEUES=${QUEUES:-2}
+DEPTH=${DEPTH:-128}
+FIO_JOBS=${FIO_JOBS:-randread-4k-qd1 randread 4k 1}
 UBLKSRV=${UBLKSRV:-}
 TMPFS=/run/bench-ublk
-JOBS=(randread-4k-qd1 randwrite-4k-qd1 randread-4k-qd64 randwrite-4k-qd64 read-128k-qd8 write-128k-qd8)
+IMG=$TMPFS/loop.img
 
-# job_args NAME: fio options of a job
-job_args() {
-  case $1 in
-  randread-4k-qd1) echo --rw=randread --bs=4k --iodepth=1 ;;
-  randwrite-4k-qd1) echo --rw=randwrite --bs=4k --iodepth=1 ;;
-  randread-4k-qd64) echo --rw=randread --bs=4k --iodepth=64 ;;
-  randwrite-4k-qd64) echo --rw=randwrite --bs=4k --iodepth=64 ;;
-  read-128k-qd8) echo --rw=read --bs=128k --iodepth=8 ;;
-  write-128k-qd8) echo --rw=write --bs=128k --iodepth=8 ;;
-  esac
-}
-
-# bench TARGET DEV: prefill, then every job; terse v3 fields 8 (read IOPS) 7 (read KiB/s),
-# 49 (write IOPS) 48 (write KiB/s)
+# bench TARGET DEV: prefill DEV, then every job of FIO_JOBS on it
 bench() {
-  local target=$1 dev=$2 job out
+  local target=$1 dev=$2 id rw bs qd spec specs
+  fact "${target}_dev" "$dev"
   fio --name=prefill --filename="$dev" --direct=1 --ioengine=libaio --rw=write --bs=1M \
-    --iodepth=4 --size="${SIZE_MIB}M" --output-format=terse >/dev/null 2>&1
+    --iodepth=8 --size="${SIZE_MIB}M" --output-format=terse >/dev/null 2>/tmp/fio.err
   fact "${target}_prefill_rc" $?
-  for job in "${JOBS[@]}"; do
-    # shellcheck disable=SC2046
-    out=$(fio --name="$job" --filename="$dev" --direct=1 --ioengine=libaio $(job_args "$job") \
-      --size="${SIZE_MIB}M" --time_based --runtime="$RUNTIME" --ramp_time=1 --norandommap \
-      --randrepeat=0 --output-format=terse --terse-version=3 2>/tmp/fio.err)
-    if [[ -z $out ]]; then
-      echo "fio $job on $target failed: $(head -c 300 /tmp/fio.err)"
-      continue
+  IFS=';' read -ra specs <<<"$FIO_JOBS"
+  for spec in "${specs[@]}"; do
+    read -r id rw bs qd <<<"$spec"
+    if fio --name="$id" --filename="$dev" --direct=1 --ioengine=libaio --rw="$rw" --bs="$bs" \
+      --iodepth="$qd" --size="${SIZE_MIB}M" --time_based --runtime="$RUNTIME" --ramp_time=1 \
+      --norandommap --randrepeat=0 --percentile_list=50:99 \
+      --output-format=json --output=/tmp/fio.json >/dev/null 2>/tmp/fio.err; then
+      # JSON holds no raw newlines inside strings: joining the lines keeps it valid
+      echo "fio-json $target $id $(tr -d '\n' </tmp/fio.json)"
+    else
+      echo "fio-failed $target $id $(tr '\n' ' ' </tmp/fio.err | head -c 300)"
     fi
-    awk -F';' -v t="$target" -v j="$job" \
-      '{ if (j ~ /write/) print "result", t, j, $49, $48; else print "result", t, j, $8, $7 }' <<<"$out"
   done
 }
 
+# wait_exit PID SECONDS: wait for a background process, SIGKILL it after SECONDS; its status
+wait_exit() {
+  local pid=$1 n=$(($2 * 10))
+  while kill -0 "$pid" 2>/dev/null && [[ $n -gt 0 ]]; do
+    sleep 0.1
+    n=$((n - 1))
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  wait "$pid"
+}
+
+# ublksrv_dev OUTPUT: /dev/ublkbN from `ublk add`'s "dev id N: ..." line
+ublksrv_dev() {
+  local id
+  id=$(sed -n 's/^dev id \([0-9]*\):.*/\1/p' <<<"$1" | head -n1)
+  [[ -n $id ]] && wait_for "/dev/ublkb$id" 50 && echo "/dev/ublkb$id"
+}
+
+fact guest_cpus "$(nproc)"
+fact fio_version "$(fio --version)"
 mkdir -p $TMPFS
 mount -t tmpfs -o size=$((SIZE_MIB + 16))M tmpfs $TMPFS
-run modprobe ublk_drv
+modprobe ublk_drv
+fact ublk_drv_rc $?
 
-section "tsblk"
-node bin/tsblk.js ublk add "ram:${SIZE_MIB}M" --queues 2 --depth 128 >/tmp/tsblk.log 2>&1 &
+section "tsblk: ublk add ram:${SIZE_MIB}M --queues $QUEUES --depth $DEPTH"
+LOG=/tmp/tsblk.log
+node "$PROJECT/bin/tsblk.js" ublk add "ram:${SIZE_MIB}M" --queues "$QUEUES" --depth "$DEPTH" >$LOG 2>&1 &
 TSBLK_PID=$!
-for _ in $(seq 600); do
-  [[ -b /dev/ublkb0 ]] && head -n1 /tmp/tsblk.log | grep -q '^/dev/ublkb' && break
+n=900
+until grep -q '^/dev/ublkb' $LOG 2>/dev/null || ! kill -0 $TSBLK_PID 2>/dev/null || [[ $n -le 0 ]]; do
   sleep 0.1
+  n=$((n - 1))
 done
-if [[ -b /dev/ublkb0 ]]; then
+DEV=$(head -n1 $LOG)
+if [[ $DEV == /dev/ublkb* && -b $DEV ]]; then
   fact tsblk_ready yes
-  bench tsblk /dev/ublkb0
+  fact tsblk_info "$(grep -m1 '^  ublk device' $LOG | sed 's/^ *//')"
+  bench tsblk "$DEV"
 else
   fact tsblk_ready no
-  cat /tmp/tsblk.log
+  cat $LOG
 fi
-kill -TERM $TSBLK_PID
-wait $TSBLK_PID
+kill -TERM $TSBLK_PID 2>/dev/null
+wait_exit $TSBLK_PID 30
 fact tsblk_exit $?
 
-section "brd"
-if run modprobe brd rd_nr=1 rd_size=$((SIZE_MIB * 1024)); then
+section "brd: modprobe brd rd_nr=1 rd_size=$((SIZE_MIB * 1024))"
+if modprobe brd rd_nr=1 rd_size=$((SIZE_MIB * 1024)) && wait_for /dev/ram0 50; then
+  fact brd_ready yes
   bench brd /dev/ram0
   rmmod brd
+else
+  fact brd_ready no
 fi
 
-section "loop"
-run modprobe loop
-for _ in $(seq 50); do [[ -e /dev/loop-control ]] && break; sleep 0.1; done
-truncate -s "${SIZE_MIB}M" $TMPFS/loop.img
-LOOP=$(losetup -f --show --direct-io=on $TMPFS/loop.img 2>/dev/null)
-if [[ -n $LOOP ]]; then
-  fact loop_dio on
-else
-  LOOP=$(losetup -f --show $TMPFS/loop.img)
-  fact loop_dio off
-fi
-fact loop_dev "$LOOP"
+section "loop: losetup over $IMG (tmpfs)"
+modprobe loop
+wait_for /dev/loop-control 50
+truncate -s "${SIZE_MIB}M" $IMG
+LOOP=$(losetup -f --show --direct-io=on $IMG 2>/tmp/losetup.err) || LOOP=$(losetup -f --show $IMG)
+fact loop_dio "$(losetup -n -O DIO "$LOOP" 2>/dev/null | tr -d ' ')"
 if [[ -b $LOOP ]]; then
+  fact loop_ready yes
   bench loop "$LOOP"
   losetup -d "$LOOP"
+else
+  fact loop_ready no
+  cat /tmp/losetup.err
 fi
 
 if [[ -n $UBLKSRV ]]; then
-  section "ublksrv"
-  if run "$UBLKSRV" add -t null -s $((SIZE_MIB * 1024 * 1024)) -q 2 -d 128; then
-    dev=$(ls /dev/ublkb* | head -n1)
-    bench ublksrv-null "$dev"
-    run "$UBLKSRV" del -a
+  section "ublksrv: $UBLKSRV"
+  fact ublksrv_version "$("$UBLKSRV" -v 2>&1 | head -n1)"
+  out=$("$UBLKSRV" add -t null -q "$QUEUES" -d "$DEPTH" 2>&1)
+  echo "$out"
+  fact ublksrv_null_flags "$(grep -m1 -o 'flags 0x.*' <<<"$out")"
+  if DEV=$(ublksrv_dev "$out"); then
+    fact ublksrv-null_ready yes
+    bench ublksrv-null "$DEV"
+  else
+    fact ublksrv-null_ready no
   fi
-  if run "$UBLKSRV" add -t loop -f $TMPFS/loop.img -q 2 -d 128; then
-    dev=$(ls /dev/ublkb* | head -n1)
-    bench ublksrv-loop "$dev"
-    run "$UBLKSRV" del -a
+  "$UBLKSRV" del -a
+  out=$("$UBLKSRV" add -t loop -f $IMG -q "$QUEUES" -d "$DEPTH" 2>&1)
+  echo "$out"
+  fact ublksrv_loop_flags "$(grep -m1 -o 'flags 0x.*' <<<"$out")"
+  fact ublksrv_loop_target "$(grep -m1 -o 'target {.*' <<<"$out")"
+  if DEV=$(ublksrv_dev "$out"); then
+    fact ublksrv-loop_ready yes
+    bench ublksrv-loop "$DEV"
+  else
+    fact ublksrv-loop_ready no
   fi
+  "$UBLKSRV" del -a
 fi
 
 umount $TMPFS
