@@ -3,7 +3,8 @@
 //
 //   npm run bench:nbd        (= npm run build && node --import tsx bench/nbd.ts)
 //   node --import tsx bench/nbd.ts [--size 1G] [--runtime 5] [--rounds 1] [--only tsblk,nbdkit,qemu-nbd]
-//                                  [--copy-runs 3] [--no-fio] [--no-nbdcopy] [--json FILE]
+//                                  [--copy-runs 3] [--no-fio] [--no-nbdcopy] [--congestion cubic]
+//                                  [--json FILE]
 //
 // The servers, each a separate process on 127.0.0.1, one at a time, over SIZE of RAM:
 // - tsblk:    `node bin/tsblk.js nbd ram:SIZE --listen 127.0.0.1:0 --name disk` (dist/, built
@@ -33,6 +34,9 @@
 // times as fast as the peer" (> 1: tsblk faster; for times, the inverse ratio). A second
 // table: each server's CPU time (user + system, all threads, /proc/PID/stat) over the wall
 // time of each fio run, in cores — the machine is CPU-bound, so this says what a rate cost.
+// TCP congestion control changes the ranking on loopback (bench/lib/congestion.ts): the
+// header names the one in use; --congestion NAME switches the host to NAME for the run and
+// back afterwards (root; it applies to every server alike, as a sysctl).
 // Exit status: 0 when every selected server ran every case, 1 otherwise, 2 on bad arguments or
 // a missing tool.
 
@@ -46,6 +50,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+import { congestionControl, switchCongestionControl } from './lib/congestion.js';
 import {
   GiB,
   MiB,
@@ -429,6 +434,16 @@ async function main(): Promise<number> {
     const { ensureBuilt } = await import('../test/vm/build-dist.js');
     console.error(`# ${ensureBuilt()}`);
   }
+  let restoreCongestion: (() => void) | undefined;
+  if (o.congestion) {
+    try {
+      restoreCongestion = switchCongestionControl(o.congestion);
+    } catch (err) {
+      console.error(`bench/nbd: ${(err as Error).message}`);
+      return 2;
+    }
+  }
+  const congestion = congestionControl();
   const loadBefore = loadavg()[0]!;
   const work = mkdtempSync(join(tmpdir(), 'tsblk-bench-nbd-'));
   const results: Partial<Record<ServerId, ServerResult>> = {};
@@ -457,6 +472,7 @@ async function main(): Promise<number> {
     for (const id of o.servers) results[id] = mergeRounds(runs[id] ?? []);
   } finally {
     rmSync(work, { recursive: true, force: true });
+    restoreCongestion?.();
   }
   if (o.json) writeFileSync(o.json, JSON.stringify({ options: o, versions, results }, null, 2));
 
@@ -464,6 +480,9 @@ async function main(): Promise<number> {
   console.log(
     `# tsblk bench/nbd — node ${process.version}, ${availableParallelism()} CPUs (${cpus()[0]?.model.trim() ?? '?'}), ` +
       `1-min load ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after`,
+  );
+  console.log(
+    `# TCP congestion control: ${congestion}${o.congestion ? ` (switched for this run, ${congestionControl()} again now)` : ' (the host setting; --congestion NAME switches it)'}`,
   );
   console.log(`# ${versions.map(([t, v]) => `${t}: ${v}`).join('; ')}`);
   console.log(

@@ -62,6 +62,8 @@ test('parseBenchArgs: defaults, every option, and the server order stays tsblk, 
     '--no-nbdcopy',
     '--json',
     'out.json',
+    '--congestion',
+    'cubic',
   ]);
   assert.equal(o.sizeBytes, 256 * MiB);
   assert.equal(o.runtimeS, 3);
@@ -71,12 +73,18 @@ test('parseBenchArgs: defaults, every option, and the server order stays tsblk, 
   assert.equal(o.nbdcopy, false);
   assert.equal(o.fio, true);
   assert.equal(o.json, 'out.json');
+  assert.equal(o.congestion, 'cubic');
   assert.equal(parseBenchArgs(['--no-fio']).fio, false);
 });
 
 test('parseBenchArgs: unknown servers, bad numbers, missing values and unknown flags are refused', () => {
   assert.throws(() => parseBenchArgs(['--only', 'tsblk,nbd-server']), /unknown server nbd-server/);
   assert.throws(() => parseBenchArgs(['--only', ',']), /at least one/);
+  assert.throws(
+    () => parseBenchArgs(['--congestion', '../../x']),
+    /--congestion \.\.\/\.\.\/x: a congestion control name/,
+  );
+  assert.throws(() => parseBenchArgs(['--congestion']), /--congestion needs a value/);
   assert.throws(() => parseBenchArgs(['--runtime', '0']), /--runtime 0/);
   assert.throws(() => parseBenchArgs(['--runtime', '2.5']), /--runtime 2.5/);
   assert.throws(() => parseBenchArgs(['--copy-runs', '0']), /--copy-runs/);

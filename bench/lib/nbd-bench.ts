@@ -2,6 +2,8 @@
 // command lines, reading fio's JSON, the ratios and the table. No process is started here, so
 // bench/lib/nbd-bench.test.ts checks all of it in the unit suite.
 
+import { isCongestionName } from './congestion.js';
+
 export const SERVERS = ['tsblk', 'nbdkit', 'qemu-nbd'] as const;
 export type ServerId = (typeof SERVERS)[number];
 
@@ -32,6 +34,8 @@ export interface BenchOptions {
   rounds: number;
   /** Write the raw results here as JSON. */
   json?: string;
+  /** TCP congestion control to switch the host to for the run (bench/lib/congestion.ts). */
+  congestion?: string;
   /** Skip the fio workloads or the nbdcopy case. */
   fio: boolean;
   nbdcopy: boolean;
@@ -39,7 +43,7 @@ export interface BenchOptions {
 
 const USAGE =
   'usage: bench/nbd.ts [--size 1G] [--runtime 5] [--rounds 1] [--only tsblk,nbdkit,qemu-nbd] [--copy-runs 3] ' +
-  '[--no-fio] [--no-nbdcopy] [--json FILE]';
+  '[--no-fio] [--no-nbdcopy] [--congestion cubic|bbr] [--json FILE]';
 
 /** Parses bench/nbd.ts's arguments; throws with the usage on anything unknown. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
@@ -97,6 +101,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       case '--json':
         o.json = value();
         break;
+      case '--congestion': {
+        const v = value();
+        if (!isCongestionName(v))
+          throw new Error(`--congestion ${v}: a congestion control name like cubic or bbr`);
+        o.congestion = v;
+        break;
+      }
       case '--no-fio':
         o.fio = false;
         break;
