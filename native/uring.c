@@ -14,19 +14,29 @@
  *       queue has fetched every tag, DEL_DEV until /dev/ublkcN is released — so a shared ring
  *       would need a lock and would queue a quick GET_DEV_INFO behind a blocked DEL_DEV.
  *
- *   queueOpen(charFd, qid, depth, descBytes, onCompletions) -> handle
+ *   queueOpen(charFd, qid, depth, descBytes, onCompletions
+ *             [, copyBuffer, bytesPerTag, copyBase, copyStride, copyInOps]) -> handle
  *       A ring for one ublk queue and a thread that owns it. descBytes > 0 maps that many
  *       bytes of the queue's io descriptor array (read-only, from charFd at
  *       qid * UBLK_MAX_DESC_AREA); 0 maps nothing (tests on a plain file).
+ *       With copyBuffer (depth x bytesPerTag bytes, tag t's buffer at t * bytesPerTag) the
+ *       thread moves request data itself (UBLK_F_USER_COPY, on charFd at copyBase +
+ *       tag * copyStride): for a fetched request whose op bit is set in copyInOps and whose
+ *       data fits, it preads the data into the tag's buffer before handing the request over
+ *       (entry flags COPIED_IN, or COPY_FAILED); a command with copy_len > 0 first pwrites
+ *       that many bytes of the tag's buffer (a failure turns the result into -EIO). That
+ *       saves a trip through libuv's thread pool per request. Which ops, offsets and lengths:
+ *       decided in TypeScript.
  *   queueSubmit(handle, cmds: Buffer)   n x QUEUE_CMD_BYTES: { u32 cmd_op, u16 tag, u16 pad,
- *                                        s32 result, u32 pad, u64 addr } -> ublksrv_io_cmd
+ *                                        s32 result, u32 copy_len, u64 addr } -> ublksrv_io_cmd
  *   queueStop(handle)                    wakes the thread, joins it, unmaps, closes the ring
  *   onCompletions(batch: Buffer)         n x QUEUE_CQE_BYTES: { u16 tag, u16 flags, s32 res,
  *                                        u32 op_flags, u32 nr_sectors, u64 start_sector,
  *                                        u64 addr } — the descriptor of `tag` copied when
  *                                        res == 0 (a request is ready), zeroes otherwise.
  *                                        tag 0xffff, flags 1: the thread failed (res = -errno)
- *                                        and stopped.
+ *                                        and stopped. flags 2: the request's data is in the
+ *                                        tag's copy buffer; 4: copying it in failed.
  *
  * Why a thread owns the whole ring: ublk binds a queue to the task that issued its first
  * FETCH_REQ (every later command of that queue from another task fails), and the kernel
@@ -82,6 +92,8 @@ int set_int(napi_env env, napi_value exports, const char *name, int32_t v);
 #define UBLK_MAX_DESC_AREA (((size_t)MAX_DEPTH * 24 + 4095) & ~(size_t)4095)
 #define WAKE_USER_DATA (1ULL << 32)
 #define TAG_THREAD_FAILED 0xffff
+#define ENTRY_COPIED_IN 2
+#define ENTRY_COPY_FAILED 4
 
 #ifdef __linux__
 
@@ -366,6 +378,7 @@ struct qcmd {
   uint32_t cmd_op;
   uint16_t tag;
   int32_t result;
+  uint32_t copy_len;
   uint64_t addr;
 };
 
@@ -386,6 +399,14 @@ struct uqueue {
   pthread_mutex_t lock; /* guards pending */
   struct qcmd *pending;
   size_t npending, cap;
+  struct qcmd *work; /* the thread's copy of pending, handled outside the lock */
+  size_t work_cap;
+  /* Data moved by the thread (queueOpen's copy arguments); copy == NULL: not used. */
+  uint8_t *copy;
+  size_t bytes_per_tag;
+  uint64_t copy_base, copy_stride;
+  uint32_t copy_in_ops;
+  napi_ref copy_ref;
   atomic_int stop;
   napi_threadsafe_function tsfn;
 };
@@ -403,14 +424,52 @@ static int arm_wake(struct uqueue *q) {
   return 1;
 }
 
-/* Moves JavaScript's commands into SQEs (as many as fit; the rest wait for the next round). */
+/* Moves len bytes between the tag's copy buffer and its user-copy offset on charFd. */
+static int copy_data(struct uqueue *q, uint16_t tag, size_t len, int out) {
+  uint8_t *buf = q->copy + (size_t)tag * q->bytes_per_tag;
+  off_t pos = (off_t)(q->copy_base + (uint64_t)tag * q->copy_stride);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = out ? pwrite(q->char_fd, buf + done, len - done, pos + (off_t)done)
+                    : pread(q->char_fd, buf + done, len - done, pos + (off_t)done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0;
+    done += (size_t)n;
+  }
+  return 1;
+}
+
+/*
+ * Moves JavaScript's commands into SQEs. They are taken out of the list under the lock and
+ * handled outside it (a READ's data is written to the kernel first), so queueSubmit never
+ * waits behind a copy. Every tag has at most one command in the ring and the ring has a slot
+ * per tag, so they fit; if one ever does not, it goes back to the front of the list.
+ */
 static void take_pending(struct uqueue *q) {
   pthread_mutex_lock(&q->lock);
+  size_t n = q->npending;
+  if (n > q->work_cap) {
+    struct qcmd *grown = realloc(q->work, n * sizeof *grown);
+    if (grown == NULL) n = q->work_cap; /* the rest waits for the next round */
+    else {
+      q->work = grown;
+      q->work_cap = n;
+    }
+  }
+  memcpy(q->work, q->pending, n * sizeof *q->work);
+  memmove(q->pending, q->pending + n, (q->npending - n) * sizeof *q->pending);
+  q->npending -= n;
+  pthread_mutex_unlock(&q->lock);
   size_t i = 0;
-  for (; i < q->npending; i++) {
+  for (; i < n; i++) {
+    struct qcmd *c = &q->work[i];
     struct io_uring_sqe *sqe = ring_sqe(&q->r);
     if (sqe == NULL) break;
-    struct qcmd *c = &q->pending[i];
+    if (c->copy_len > 0) {
+      if (q->copy == NULL || c->copy_len > q->bytes_per_tag || !copy_data(q, c->tag, c->copy_len, 1))
+        c->result = -EIO;
+      c->copy_len = 0; /* copied once, even if the command has to wait */
+    }
     prep_uring_cmd(sqe, q->char_fd, c->cmd_op, c->tag);
     /* struct ublksrv_io_cmd { u16 q_id; u16 tag; s32 result; u64 addr; } */
     uint16_t qid = (uint16_t)q->qid;
@@ -420,11 +479,29 @@ static void take_pending(struct uqueue *q) {
     memcpy(sqe->cmd + 8, &c->addr, 8);
     ring_commit(&q->r);
   }
-  if (i > 0) {
-    memmove(q->pending, q->pending + i, (q->npending - i) * sizeof *q->pending);
-    q->npending -= i;
+  if (i < n) {
+    size_t rest = n - i;
+    pthread_mutex_lock(&q->lock);
+    if (q->npending + rest <= q->cap) {
+      memmove(q->pending + rest, q->pending, q->npending * sizeof *q->pending);
+      memcpy(q->pending, q->work + i, rest * sizeof *q->pending);
+      q->npending += rest;
+    }
+    pthread_mutex_unlock(&q->lock);
   }
-  pthread_mutex_unlock(&q->lock);
+}
+
+/* For a fetched request: its data into the tag's buffer when JavaScript asked for its op. */
+static uint16_t copy_in(struct uqueue *q, uint16_t tag, const uint8_t *desc) {
+  if (q->copy == NULL || desc == NULL) return 0;
+  uint32_t op_flags, nr_sectors;
+  memcpy(&op_flags, desc + 0, 4);
+  memcpy(&nr_sectors, desc + 4, 4);
+  uint32_t op = op_flags & 0xff;
+  if (op >= 32 || !(q->copy_in_ops & (1u << op))) return 0;
+  size_t len = (size_t)nr_sectors * 512;
+  if (len == 0 || len > q->bytes_per_tag) return 0;
+  return copy_data(q, tag, len, 0) ? ENTRY_COPIED_IN : ENTRY_COPY_FAILED;
 }
 
 static void put_entry(uint8_t *e, uint16_t tag, uint16_t flags, int32_t res, const uint8_t *desc) {
@@ -475,7 +552,7 @@ static void *queue_thread(void *arg) {
       uint16_t tag = (uint16_t)cqe->user_data;
       const uint8_t *desc = NULL;
       if (cqe->res == 0 && q->desc != NULL && tag < q->depth) desc = (const uint8_t *)q->desc + (size_t)tag * 24;
-      put_entry(b->bytes + b->n * QUEUE_CQE_BYTES, tag, 0, cqe->res, desc);
+      put_entry(b->bytes + b->n * QUEUE_CQE_BYTES, tag, copy_in(q, tag, desc), cqe->res, desc);
       b->n++;
     }
     __atomic_store_n(q->r.cq_head, head, __ATOMIC_RELEASE);
@@ -526,9 +603,13 @@ static void queue_shutdown(struct uqueue *q, int release_tsfn) {
   free(q->pending);
   q->pending = NULL;
   q->npending = q->cap = 0;
+  free(q->work);
+  q->work = NULL;
+  q->work_cap = 0;
   pthread_mutex_destroy(&q->lock);
   if (release_tsfn && q->tsfn != NULL) napi_release_threadsafe_function(q->tsfn, napi_tsfn_release);
   q->tsfn = NULL;
+  q->copy = NULL; /* the buffer itself is JavaScript's; copy_ref goes in the finalizer */
 }
 
 static void queue_finalize(napi_env env, void *data, void *hint) {
@@ -536,6 +617,7 @@ static void queue_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   struct uqueue *q = data;
   queue_shutdown(q, 1);
+  if (q->copy_ref != NULL) napi_delete_reference(env, q->copy_ref);
   free(q);
 }
 
@@ -557,10 +639,13 @@ static struct uqueue *get_queue(napi_env env, napi_value v, const char *fn) {
 
 static napi_value queue_open_js(napi_env env, napi_callback_info info) {
   static const char fn[] = "queueOpen";
-  napi_value argv[5], handle, resource;
+  napi_value argv[10], handle, resource;
   napi_valuetype t;
   int fd;
   int64_t qid, depth, desc_bytes;
+  size_t argc = 10;
+  for (size_t i = 0; i < 10; i++) argv[i] = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (!get_args(env, info, 5, argv, fn) || !get_fd(env, argv[0], fn, &fd) ||
       !get_count(env, argv[1], fn, "qid", &qid) || !get_count(env, argv[2], fn, "depth", &depth) ||
       !get_count(env, argv[3], fn, "descBytes", &desc_bytes))
@@ -573,6 +658,32 @@ static napi_value queue_open_js(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "queueOpen: onCompletions must be a function");
     return NULL;
   }
+  /* The optional copy buffer and where its data goes. */
+  void *copy = NULL;
+  size_t copy_len = 0;
+  int64_t bytes_per_tag = 0;
+  double copy_base = 0, copy_stride = 0;
+  uint32_t copy_in_ops = 0;
+  if (argc > 5 && napi_typeof(env, argv[5], &t) == napi_ok && t != napi_undefined && t != napi_null) {
+    if (argc < 10) {
+      napi_throw_type_error(env, "ERR_MISSING_ARGS",
+                            "queueOpen: copyBuffer needs bytesPerTag, copyBase, copyStride and copyInOps");
+      return NULL;
+    }
+    if (!get_bytes(env, argv[5], fn, "copyBuffer", 0, &copy, &copy_len) ||
+        !get_count(env, argv[6], fn, "bytesPerTag", &bytes_per_tag) ||
+        napi_get_value_double(env, argv[7], &copy_base) != napi_ok ||
+        napi_get_value_double(env, argv[8], &copy_stride) != napi_ok ||
+        !get_u32(env, argv[9], fn, "copyInOps", &copy_in_ops))
+      return NULL;
+    if (bytes_per_tag < 512 || (uint64_t)bytes_per_tag * (uint64_t)depth > copy_len || copy_base < 0 ||
+        copy_stride < (double)bytes_per_tag || copy_base + copy_stride * (double)depth > 9007199254740992.0) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE",
+                             "queueOpen: copyBuffer must hold depth x bytesPerTag (>= 512) bytes, with "
+                             "copyBase >= 0 and copyStride >= bytesPerTag, offsets below 2^53");
+      return NULL;
+    }
+  }
   struct uqueue *q = calloc(1, sizeof *q);
   if (q == NULL) {
     throw_errno(env, ENOMEM, fn);
@@ -581,6 +692,19 @@ static napi_value queue_open_js(napi_env env, napi_callback_info info) {
   q->char_fd = fd;
   q->qid = (int)qid;
   q->depth = (int)depth;
+  if (copy != NULL) {
+    /* Keeps the Buffer (and so its memory) alive as long as the handle. */
+    if (napi_create_reference(env, argv[5], 1, &q->copy_ref) != napi_ok) {
+      free(q);
+      napi_throw_error(env, "ENAPI", "queueOpen: could not keep copyBuffer");
+      return NULL;
+    }
+    q->copy = copy;
+    q->bytes_per_tag = (size_t)bytes_per_tag;
+    q->copy_base = (uint64_t)copy_base;
+    q->copy_stride = (uint64_t)copy_stride;
+    q->copy_in_ops = copy_in_ops;
+  }
   q->efd = -1;
   q->r.fd = -1;
   pthread_mutex_init(&q->lock, NULL);
@@ -589,6 +713,7 @@ static napi_value queue_open_js(napi_env env, napi_callback_info info) {
   q->pending = malloc(q->cap * sizeof *q->pending);
   if (q->pending == NULL) {
     queue_shutdown(q, 0);
+    if (q->copy_ref != NULL) napi_delete_reference(env, q->copy_ref);
     free(q);
     throw_errno(env, ENOMEM, fn);
     return NULL;
@@ -626,12 +751,14 @@ static napi_value queue_open_js(napi_env env, napi_callback_info info) {
   }
   if (err != 0) {
     queue_shutdown(q, 1);
+    if (q->copy_ref != NULL) napi_delete_reference(env, q->copy_ref);
     free(q);
     throw_errno(env, err, what);
     return NULL;
   }
   if (napi_create_external(env, q, queue_finalize, NULL, &handle) != napi_ok) {
     queue_shutdown(q, 1);
+    if (q->copy_ref != NULL) napi_delete_reference(env, q->copy_ref);
     free(q);
     napi_throw_error(env, "ENAPI", "queueOpen: could not create the handle");
     return NULL;
@@ -680,6 +807,7 @@ static napi_value queue_submit_js(napi_env env, napi_callback_info info) {
     memcpy(&c->cmd_op, e + 0, 4);
     memcpy(&c->tag, e + 4, 2);
     memcpy(&c->result, e + 8, 4);
+    memcpy(&c->copy_len, e + 12, 4);
     memcpy(&c->addr, e + 16, 8);
   }
   pthread_mutex_unlock(&q->lock);
@@ -714,7 +842,9 @@ int tsblk_uring_init(napi_env env, napi_value exports) {
          set_function(env, exports, "queueStop", queue_stop_js) &&
          set_int(env, exports, "QUEUE_CMD_BYTES", QUEUE_CMD_BYTES) &&
          set_int(env, exports, "QUEUE_CQE_BYTES", QUEUE_CQE_BYTES) &&
-         set_int(env, exports, "UBLK_MAX_DESC_AREA", (int32_t)UBLK_MAX_DESC_AREA);
+         set_int(env, exports, "UBLK_MAX_DESC_AREA", (int32_t)UBLK_MAX_DESC_AREA) &&
+         /* queueOpen takes copyBuffer (an addon without this ignores it: test before use) */
+         set_int(env, exports, "QUEUE_COPY", 1);
 }
 
 #else /* !__linux__: no io_uring; the TypeScript layer reports the functions as absent. */

@@ -134,7 +134,8 @@ describe(
         facts.get('info_line'),
         new RegExp(
           `^  ublk device 0 \\(/dev/ublkc0, server pid ${facts.get('server_pid')}\\): .*` +
-            `${QUEUES} queues x ${DEPTH} tags, flags 0x[0-9a-f]+ \\(.*\\bUSER_COPY\\b`,
+            `${QUEUES} queues x ${DEPTH} tags, flags 0x[0-9a-f]+ \\(.*\\bUSER_COPY\\b.*\\), ` +
+            'data copied by the queue threads$',
         ),
       );
       assert.equal(facts.get('block_dev'), 'yes');

@@ -201,7 +201,8 @@ async function serveUblk(device: BlockDevice, attach: Attach, io: CliIo): Promis
   );
   out.write(
     `  ublk device ${exp.devId} (${exp.charPath}, server pid ${process.pid}): ${device.name} (${device.kind}), ` +
-      `${exp.queues.length} queues x ${exp.queues[0]?.depth ?? 0} tags, flags 0x${exp.flags.toString(16)} (${featureNames(exp.flags).join(' ')})\n`,
+      `${exp.queues.length} queues x ${exp.queues[0]?.depth ?? 0} tags, flags 0x${exp.flags.toString(16)} (${featureNames(exp.flags).join(' ')})` +
+      `${exp.queues[0]?.threadCopies ? ', data copied by the queue threads' : ''}\n`,
   );
   out.write('stop with Ctrl-C (SIGINT), SIGTERM or tsblk ublk del\n');
 

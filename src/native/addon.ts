@@ -124,6 +124,12 @@ export interface UblkNative {
     depth: number,
     descBytes: number,
     onCompletions: (batch: Buffer) => void,
+    /** depth x bytesPerTag bytes: the thread moves request data itself (uring.c says how). */
+    copyBuffer?: Uint8Array | null,
+    bytesPerTag?: number,
+    copyBase?: number,
+    copyStride?: number,
+    copyInOps?: number,
   ): UblkQueueHandle;
   /** Hands QUEUE_CMD_BYTES-sized commands to the queue's thread. */
   queueSubmit(handle: UblkQueueHandle, cmds: Uint8Array): void;
@@ -132,6 +138,8 @@ export interface UblkNative {
   readonly QUEUE_CMD_BYTES: number;
   readonly QUEUE_CQE_BYTES: number;
   readonly UBLK_MAX_DESC_AREA: number;
+  /** 1 when queueOpen takes a copy buffer; undefined from an addon built before that. */
+  readonly QUEUE_COPY?: number;
 }
 
 /** An opaque queue handle (a napi external). */

@@ -158,7 +158,15 @@ export class UblkExport {
       await ctrl.setParams(devId, params);
       charFd = openSync(`/dev/ublkc${devId}`, 'r+');
       for (let qid = 0; qid < nrQueues; qid++) {
-        const q = new UblkQueue({ native, charFd, qid, depth, device, onError: options.onError });
+        const q = new UblkQueue({
+          native,
+          charFd,
+          qid,
+          depth,
+          device,
+          maxIoBytes: maxIoBufBytes,
+          onError: options.onError,
+        });
         queues.push(q);
         q.start();
       }
@@ -216,7 +224,15 @@ export class UblkExport {
     const queues: UblkQueue[] = [];
     try {
       for (let qid = 0; qid < nrQueues; qid++) {
-        const q = new UblkQueue({ native, charFd, qid, depth, device, onError: options.onError });
+        const q = new UblkQueue({
+          native,
+          charFd,
+          qid,
+          depth,
+          device,
+          maxIoBytes: info.max_io_buf_bytes,
+          onError: options.onError,
+        });
         queues.push(q);
         q.start();
       }
